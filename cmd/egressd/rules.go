@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/iptables"
+	"github.com/egressd/egressd/policy"
+)
+
+// rulesCmd is `egressd rules -config F`: print the nftables ruleset that
+// `run` would install, without touching the kernel.
+func rulesCmd(args []string) int {
+	cfg, code := loadForRules("rules", args)
+	if cfg == nil {
+		return code
+	}
+	sbs, ports := rulesFor(cfg)
+	script, err := iptables.Render(sbs, ports)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		return 1
+	}
+	fmt.Print(script)
+	return 0
+}
+
+// cleanupCmd is `egressd cleanup -config F`: remove every kernel rule and
+// route egressd installed. The sandboxes then reach the network unfiltered
+// unless something else stops them.
+func cleanupCmd(args []string) int {
+	if cfg, code := loadForRules("cleanup", args); cfg == nil {
+		return code
+	}
+	if err := iptables.Cleanup(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		return 1
+	}
+	return 0
+}
+
+func loadForRules(name string, args []string) (*config.Config, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "", "config file (required)")
+	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "usage: egressd %s -config FILE\n", name)
+		return nil, 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, 2
+	}
+	return cfg, 0
+}
+
+// rulesFor translates the config's sandboxes into what the kernel rules
+// need. The resolver port stays 0 (DNS dropped) until egressd has a
+// filtering resolver.
+func rulesFor(cfg *config.Config) ([]iptables.Sandbox, iptables.Ports) {
+	var sbs []iptables.Sandbox
+	for _, sb := range cfg.Sandboxes.All() {
+		spec := sb.Policy.Spec()
+		sbs = append(sbs, iptables.Sandbox{
+			Name:       sb.Name,
+			Interface:  sb.Interface,
+			Sources:    sb.Sources,
+			Mode:       iptables.Mode(spec.Mode),
+			AllowCIDRs: prefixes(spec.AllowCIDRs),
+			DenyCIDRs:  prefixes(spec.DenyCIDRs),
+		})
+	}
+	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort}
+}
+
+// prefixes parses lists that policy.Compile already normalised.
+func prefixes(list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		p, err := policy.ParsePrefix(s)
+		if err != nil {
+			panic(fmt.Sprintf("compiled policy holds invalid prefix %q: %v", s, err))
+		}
+		out = append(out, p)
+	}
+	return out
+}

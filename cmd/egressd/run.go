@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/iptables"
+	"github.com/egressd/egressd/proxy"
+)
+
+// runCmd is `egressd run -config F [-cleanup-on-exit]`: install the kernel
+// rules, then serve the proxy until SIGTERM or SIGINT.
+func runCmd(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("config", "", "config file (required)")
+	cleanup := fs.Bool("cleanup-on-exit", false, "remove the kernel rules when egressd exits (the sandbox then reaches the network unfiltered)")
+	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "usage: egressd run -config FILE [-cleanup-on-exit]")
+		return 2
+	}
+	log, err := newLogger()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		return 1
+	}
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, log, *path, *cleanup); err != nil {
+		log.Error("egressd stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	srv := proxy.NewServer(proxy.Options{
+		Port:               cfg.Proxy.TProxyPort,
+		PeekTimeout:        cfg.Proxy.PeekTimeout,
+		DialTimeout:        cfg.Proxy.DialTimeout,
+		ShutdownTimeout:    cfg.Proxy.ShutdownTimeout,
+		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
+		Resolver:           dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout),
+		Logger:             log,
+	}, cfg.Sandboxes)
+	// Listeners first, rules second: once the rules divert traffic there is
+	// a socket to receive it, and a failure here leaves no rules behind.
+	if err := srv.Listen(ctx); err != nil {
+		return err
+	}
+	sbs, ports := rulesFor(cfg)
+	if err := iptables.Apply(ctx, sbs, ports); err != nil {
+		return err
+	}
+	if cleanup {
+		defer removeRules(log)
+	}
+	log.Info("ready", zap.String("config", path), zap.Int("sandboxes", len(cfg.Sandboxes.All())),
+		zap.Int("tproxy_port", cfg.Proxy.TProxyPort))
+	err = srv.Serve(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}
+
+func removeRules(log *zap.Logger) {
+	if err := iptables.Cleanup(context.Background()); err != nil {
+		log.Error("cleanup-on-exit", zap.Error(err))
+		return
+	}
+	log.Info("kernel rules removed (cleanup-on-exit)")
+}
+
+func newLogger() (*zap.Logger, error) {
+	zc := zap.NewProductionConfig()
+	zc.EncoderConfig.TimeKey = "ts"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zc.Build()
+}

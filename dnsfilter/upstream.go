@@ -1,0 +1,207 @@
+package dnsfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Cache bounds for Upstream.
+const (
+	minCacheTTL   = 5 * time.Second
+	maxCacheTTL   = time.Hour
+	negCacheTTL   = 5 * time.Second
+	maxCacheNames = 65536
+)
+
+// Upstream resolves names through the configured upstream servers, trying
+// them in order, and caches answers for their TTL.
+type Upstream struct {
+	servers []netip.AddrPort
+	timeout time.Duration
+	udp     *dns.Client
+	tcp     *dns.Client
+
+	mu    sync.Mutex
+	cache map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	addrs   []netip.Addr
+	err     error
+	expires time.Time
+}
+
+// NewUpstream returns a client for servers; each query waits at most timeout
+// per server.
+func NewUpstream(servers []netip.AddrPort, timeout time.Duration) *Upstream {
+	return &Upstream{
+		servers: servers,
+		timeout: timeout,
+		udp:     &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.DefaultMsgSize},
+		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
+		cache:   map[string]cacheEntry{},
+	}
+}
+
+// ErrNoAddress is returned for a name with no A or AAAA record.
+var ErrNoAddress = errors.New("no A or AAAA record")
+
+// LookupAddrs returns the IPv4 and IPv6 addresses of name (a normalised
+// domain name without trailing dot).
+func (u *Upstream) LookupAddrs(ctx context.Context, name string) ([]netip.Addr, error) {
+	now := time.Now()
+	u.mu.Lock()
+	e, ok := u.cache[name]
+	u.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.addrs, e.err
+	}
+	addrs, ttl, err := u.lookup(ctx, name)
+	if err != nil && !errors.Is(err, ErrNoAddress) {
+		return nil, err // transport failures are not cached
+	}
+	if err != nil {
+		ttl = negCacheTTL
+	}
+	u.store(name, cacheEntry{addrs: addrs, err: err, expires: now.Add(ttl)})
+	return addrs, err
+}
+
+func (u *Upstream) store(name string, e cacheEntry) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.cache) >= maxCacheNames {
+		for k := range u.cache { // evict an arbitrary entry; map order is random
+			delete(u.cache, k)
+			break
+		}
+	}
+	u.cache[name] = e
+}
+
+func (u *Upstream) lookup(ctx context.Context, name string) ([]netip.Addr, time.Duration, error) {
+	type result struct {
+		addrs []netip.Addr
+		ttl   time.Duration
+		err   error
+	}
+	res := make(chan result, 2)
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		go func(qt uint16) {
+			a, ttl, err := u.query(ctx, name, qt)
+			res <- result{a, ttl, err}
+		}(qt)
+	}
+	var addrs []netip.Addr
+	ttl, errs := maxCacheTTL, []error{}
+	for range 2 {
+		r := <-res
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		addrs = append(addrs, r.addrs...)
+		ttl = min(ttl, r.ttl)
+	}
+	if len(addrs) > 0 {
+		return addrs, max(ttl, minCacheTTL), nil
+	}
+	if len(errs) == 0 {
+		return nil, 0, fmt.Errorf("dnsfilter: %s: %w", name, ErrNoAddress)
+	}
+	return nil, 0, errors.Join(errs...)
+}
+
+// query asks each server in turn for name/qt until one answers.
+func (u *Upstream) query(ctx context.Context, name string, qt uint16) ([]netip.Addr, time.Duration, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qt)
+	q.RecursionDesired = true
+	var errs []error
+	for _, srv := range u.servers {
+		r, err := u.exchange(ctx, q, srv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return addrsOf(r, qt)
+	}
+	if len(errs) == 0 {
+		return nil, 0, errors.New("dnsfilter: no upstream_dns configured")
+	}
+	return nil, 0, errors.Join(errs...)
+}
+
+// exchange sends q to srv over UDP, and over TCP when the answer is
+// truncated, and checks that the answer matches the question.
+func (u *Upstream) exchange(ctx context.Context, q *dns.Msg, srv netip.AddrPort) (*dns.Msg, error) {
+	r, _, err := u.udp.ExchangeContext(ctx, q, srv.String())
+	if err == nil && r.Truncated {
+		r, _, err = u.tcp.ExchangeContext(ctx, q, srv.String())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dnsfilter: upstream %s: %w", srv, err)
+	}
+	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, q.Question[0].Name) ||
+		r.Question[0].Qtype != q.Question[0].Qtype {
+		return nil, fmt.Errorf("dnsfilter: upstream %s: answer does not match question %s", srv, q.Question[0].Name)
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return nil, fmt.Errorf("dnsfilter: upstream %s: %s", srv, dns.RcodeToString[r.Rcode])
+	}
+	return r, nil
+}
+
+// addrsOf collects the addresses of type qt in r's answer section, following
+// CNAME chains from the question name, and the smallest TTL on the way.
+func addrsOf(r *dns.Msg, qt uint16) ([]netip.Addr, time.Duration, error) {
+	name := r.Question[0].Name
+	ttl := maxCacheTTL
+	var out []netip.Addr
+	for range 16 { // bounded CNAME chain
+		next := ""
+		for _, rr := range r.Answer {
+			h := rr.Header()
+			if !strings.EqualFold(h.Name, name) {
+				continue
+			}
+			switch v := rr.(type) {
+			case *dns.CNAME:
+				next = v.Target
+			case *dns.A:
+				if qt == dns.TypeA {
+					out = appendAddr(out, v.A)
+				}
+			case *dns.AAAA:
+				if qt == dns.TypeAAAA {
+					out = appendAddr(out, v.AAAA)
+				}
+			default:
+				continue
+			}
+			ttl = min(ttl, time.Duration(h.Ttl)*time.Second)
+		}
+		if len(out) > 0 || next == "" {
+			break
+		}
+		name = next
+	}
+	if len(out) == 0 {
+		return nil, 0, ErrNoAddress
+	}
+	return out, ttl, nil
+}
+
+func appendAddr(out []netip.Addr, ip []byte) []netip.Addr {
+	if a, ok := netip.AddrFromSlice(ip); ok {
+		out = append(out, a.Unmap())
+	}
+	return out
+}

@@ -1,0 +1,73 @@
+package config
+
+// The file schema: what the TOML decoder fills in (decode.go). Everything
+// here is the user's raw text; validate.go turns it into the domain model.
+// The toml tags are the public contract of the config file; a `want` tag
+// says what a wrong-typed value should have been.
+
+type fileConfig struct {
+	Proxy   fileProxy     `toml:"proxy"`
+	Admin   fileAdmin     `toml:"admin"`
+	State   fileState     `toml:"state"`
+	Sandbox []fileSandbox `toml:"sandbox"`
+}
+
+type fileProxy struct {
+	TProxyPort         int      `toml:"tproxy_port"`
+	DNSPort            int      `toml:"dns_port"`
+	UpstreamDNS        []string `toml:"upstream_dns"`
+	PeekTimeout        string   `toml:"peek_timeout" want:"a duration string such as \"5s\""`
+	MaxConnsPerSandbox int      `toml:"max_conns_per_sandbox"`
+	DialTimeout        string   `toml:"dial_timeout" want:"a duration string such as \"5s\""`
+	ShutdownTimeout    string   `toml:"shutdown_timeout" want:"a duration string such as \"5s\""`
+}
+
+type fileAdmin struct {
+	Socket  string `toml:"socket"`
+	Metrics string `toml:"metrics"`
+}
+
+type fileState struct {
+	Dir string `toml:"dir"`
+}
+
+type fileSandbox struct {
+	Name         string   `toml:"name"`
+	Interface    string   `toml:"interface"`
+	Sources      []string `toml:"sources"`
+	Mode         string   `toml:"mode"`
+	AllowDomains []string `toml:"allow_domains"`
+	AllowCIDRs   []string `toml:"allow_cidrs"`
+	DenyCIDRs    []string `toml:"deny_cidrs"`
+}
+
+// Defaults for every key outside [[sandbox]]. proxy.upstream_dns has none
+// on purpose: a made-up resolver would fail every lookup, quietly.
+const (
+	DefaultTProxyPort         = 15001
+	DefaultDNSPort            = 15053
+	DefaultPeekTimeout        = "5s"
+	DefaultMaxConnsPerSandbox = 4096
+	DefaultDialTimeout        = "5s"
+	DefaultShutdownTimeout    = "10s"
+	DefaultAdminSocket        = "/run/egressd/admin.sock"
+	DefaultMetrics            = "" // off
+	DefaultStateDir           = "/var/lib/egressd"
+)
+
+// defaultFile is the schema pre-filled with the defaults; decoding only
+// overwrites the keys the file sets.
+func defaultFile() fileConfig {
+	return fileConfig{
+		Proxy: fileProxy{
+			TProxyPort:         DefaultTProxyPort,
+			DNSPort:            DefaultDNSPort,
+			PeekTimeout:        DefaultPeekTimeout,
+			MaxConnsPerSandbox: DefaultMaxConnsPerSandbox,
+			DialTimeout:        DefaultDialTimeout,
+			ShutdownTimeout:    DefaultShutdownTimeout,
+		},
+		Admin: fileAdmin{Socket: DefaultAdminSocket, Metrics: DefaultMetrics},
+		State: fileState{Dir: DefaultStateDir},
+	}
+}

@@ -1,0 +1,259 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// sandboxes validates every [[sandbox]] and then the rules between them:
+// unique names, one sandbox per interface, no source in two sandboxes.
+// Sandboxes that failed to decode were reported already and are skipped.
+func (v *validator) sandboxes(fs []fileSandbox) []policy.Sandbox {
+	if len(fs) == 0 {
+		if !v.badSandboxes {
+			v.errs.add(0, "", errors.New("no [[sandbox]] defined: egressd would intercept nothing"))
+		}
+		return nil
+	}
+	out := make([]policy.Sandbox, 0, len(fs))
+	u := uniqueness{names: map[string]int{}, ifaces: map[string]int{}}
+	for i := range fs {
+		f := &fs[i]
+		if v.broken[i] {
+			continue
+		}
+		sb := v.sandbox(i, f)
+		v.unique(&u, i, f, fs)
+		out = append(out, sb)
+	}
+	return out
+}
+
+// sbBad records a problem with key of sandbox i; the line is the key's,
+// or the [[sandbox]] header's when the key is not in the file.
+func (v *validator) sbBad(i int, f *fileSandbox, key string, err error) {
+	line := v.src.line("sandbox."+key, i)
+	if line == 0 {
+		line = v.src.line("sandbox", i)
+	}
+	v.errs.add(line, sandboxLabel(i, f.Name), err)
+}
+
+// sbElemBad records a problem with element j of the list key.
+func (v *validator) sbElemBad(i int, f *fileSandbox, key string, j int, value string, err error) {
+	fe := &policy.FieldError{Field: key, Index: j, Value: value, Err: err}
+	v.sbFieldError(i, f, fe)
+}
+
+func (v *validator) sbFieldError(i int, f *fileSandbox, fe *policy.FieldError) {
+	line := v.src.elemLine("sandbox."+fe.Field, i, fe.Value)
+	if line == 0 {
+		line = v.src.line("sandbox", i)
+	}
+	v.errs.add(line, sandboxLabel(i, f.Name), fe)
+}
+
+// sandbox validates one sandbox on its own.
+func (v *validator) sandbox(i int, f *fileSandbox) policy.Sandbox {
+	if msg := checkSandboxName(f.Name); msg != "" {
+		v.sbBad(i, f, "name", fieldMsg("name", f.Name, msg))
+	}
+	if msg := checkInterface(f.Interface); msg != "" {
+		v.sbBad(i, f, "interface", fieldMsg("interface", f.Interface, msg))
+	}
+	sb := policy.Sandbox{Name: f.Name, Interface: f.Interface, Sources: v.sources(i, f)}
+	sb.Policy = v.policy(i, f)
+	return sb
+}
+
+// fieldMsg is `key "value": msg`, or `key is required` for an empty value.
+func fieldMsg(key, value, msg string) error {
+	if value == "" {
+		return errors.New(key + " is required")
+	}
+	return stringValue(key, value, msg)
+}
+
+func (v *validator) sources(i int, f *fileSandbox) []netip.Prefix {
+	if len(f.Sources) == 0 {
+		v.sbBad(i, f, "sources", errors.New("sources is required: the addresses the sandbox's packets come from"))
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(f.Sources))
+	for j, s := range f.Sources {
+		p, err := parseSource(s)
+		if err != nil {
+			v.sbElemBad(i, f, "sources", j, s, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+var errNotSource = errors.New("not an IP address or CIDR prefix")
+
+// parseSource is policy.ParsePrefix, whose hint for a name ("names go in
+// allow_domains") fits the allow lists but not sources.
+func parseSource(s string) (netip.Prefix, error) {
+	p, err := policy.ParsePrefix(s)
+	if err == nil {
+		return p, nil
+	}
+	addr, _, _ := strings.Cut(s, "/")
+	if _, aerr := netip.ParseAddr(addr); aerr != nil && !strings.Contains(addr, "%") && addr != "" {
+		return p, errNotSource
+	}
+	return p, err
+}
+
+// policy checks the mode, which lists that mode allows, then compiles.
+func (v *validator) policy(i int, f *fileSandbox) *policy.Policy {
+	if f.Mode == "" {
+		v.sbBad(i, f, "mode", errors.New("mode is required: allow-all, deny-all or custom"))
+		return nil
+	}
+	mode, err := policy.ParseMode(f.Mode)
+	if err != nil {
+		v.sbBad(i, f, "mode", stringValue("mode", f.Mode, "must be allow-all, deny-all or custom"))
+		return nil
+	}
+	ok := true
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow_domains", f.AllowDomains}, {"allow_cidrs", f.AllowCIDRs}, {"deny_cidrs", f.DenyCIDRs}} {
+		if len(l.list) > 0 && !listAllowed(mode, l.key) {
+			v.sbBad(i, f, l.key, fmt.Errorf("%s is not allowed in mode %s", l.key, mode))
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	p, err := policy.Compile(policy.Spec{Mode: mode, AllowDomains: f.AllowDomains, AllowCIDRs: f.AllowCIDRs, DenyCIDRs: f.DenyCIDRs})
+	if err != nil {
+		var fe *policy.FieldError
+		if errors.As(err, &fe) {
+			v.sbFieldError(i, f, fe)
+		} else {
+			v.sbBad(i, f, "mode", err)
+		}
+		return nil
+	}
+	return p
+}
+
+// listAllowed says whether a list means anything in mode: deny-all takes
+// no list; allow-all only deny_cidrs (everything else is allowed anyway).
+func listAllowed(mode policy.Mode, key string) bool {
+	switch mode {
+	case policy.ModeDenyAll:
+		return false
+	case policy.ModeAllowAll:
+		return key == "deny_cidrs"
+	}
+	return true
+}
+
+// maxNameLen bounds sandbox names: they appear in log lines, metric
+// labels, admin API paths and kernel rule comments.
+const maxNameLen = 63
+
+func checkSandboxName(s string) string {
+	if s == "" || len(s) > maxNameLen {
+		return "must be 1..63 characters"
+	}
+	for j, r := range s {
+		alnum := r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r))
+		if !alnum && (j == 0 || !strings.ContainsRune("._-", r)) {
+			return "may only hold ASCII letters, digits, '.', '_' and '-', and must start with a letter or digit"
+		}
+	}
+	return ""
+}
+
+// checkInterface applies the kernel's rules for interface names
+// (dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or
+// whitespace) and refuses the loopback interface.
+func checkInterface(s string) string {
+	switch {
+	case s == "" || len(s) > 15:
+		return "must be 1..15 bytes (IFNAMSIZ)"
+	case s == "." || s == "..":
+		return "is not an interface name"
+	case s == "lo":
+		return "the loopback interface cannot be a sandbox interface"
+	}
+	for _, r := range s {
+		if r == '/' || r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "must not contain '/', ':', whitespace or control characters"
+		}
+	}
+	return ""
+}
+
+// uniqueness remembers, across sandboxes, who holds each name, interface
+// and source prefix.
+type uniqueness struct {
+	names   map[string]int
+	ifaces  map[string]int
+	sources []heldSource
+}
+
+type heldSource struct {
+	sandbox int
+	index   int
+	value   string
+	prefix  netip.Prefix
+}
+
+func (v *validator) unique(u *uniqueness, i int, f *fileSandbox, fs []fileSandbox) {
+	if j, dup := u.names[f.Name]; dup && f.Name != "" {
+		v.sbBad(i, f, "name", stringValue("name", f.Name, "already used by sandbox #"+strconv.Itoa(j+1)+v.atLine("sandbox.name", j)))
+	} else {
+		u.names[f.Name] = i
+	}
+	if j, dup := u.ifaces[f.Interface]; dup && f.Interface != "" {
+		v.sbBad(i, f, "interface", stringValue("interface", f.Interface,
+			"already used by sandbox "+quoteLabel(j, fs[j].Name)+"; a sandbox is its interface, two cannot share one"))
+	} else {
+		u.ifaces[f.Interface] = i
+	}
+	for k, s := range f.Sources {
+		p, err := parseSource(s)
+		if err != nil {
+			continue // reported by sources
+		}
+		for _, h := range u.sources {
+			if h.sandbox != i && h.prefix.Overlaps(p) {
+				v.sbElemBad(i, f, "sources", k, s, fmt.Errorf("overlaps sources[%d] %q of sandbox %s",
+					h.index, h.value, quoteLabel(h.sandbox, fs[h.sandbox].Name)))
+				break
+			}
+		}
+		u.sources = append(u.sources, heldSource{sandbox: i, index: k, value: s, prefix: p})
+	}
+}
+
+// atLine is " at line N" for path in sandbox sb, or "" when unknown.
+func (v *validator) atLine(path string, sb int) string {
+	if n := v.src.line(path, sb); n > 0 {
+		return " at line " + strconv.Itoa(n)
+	}
+	return ""
+}
+
+// quoteLabel names sandbox i in a message: "sb1" (quoted) or #2.
+func quoteLabel(i int, name string) string {
+	if name == "" {
+		return "#" + strconv.Itoa(i+1)
+	}
+	return strconv.Quote(name)
+}

@@ -1,0 +1,118 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Mode is a sandbox's base behaviour; the values match policy.Mode.
+type Mode string
+
+// The three modes.
+const (
+	ModeAllowAll Mode = "allow-all" // non-TCP passes except to deny_cidrs
+	ModeDenyAll  Mode = "deny-all"  // nothing passes, DNS and TCP included
+	ModeCustom   Mode = "custom"    // non-TCP passes only to allow_cidrs
+)
+
+// Sandbox is what the kernel rules need to know about one sandbox. TCP is
+// always diverted to the proxy, which applies the rest of the policy.
+type Sandbox struct {
+	// Name appears in rule comments only: printable ASCII without '"' or
+	// '\', at most maxNameLen bytes.
+	Name string
+	// Interface is the host-side interface the sandbox's packets arrive
+	// on, matched exactly (no wildcard).
+	Interface string
+	// Sources are the addresses the sandbox may send from. A family with
+	// no source drops all of that family's packets.
+	Sources []netip.Prefix
+	Mode    Mode
+	// AllowCIDRs are destinations non-TCP traffic may reach in custom mode.
+	AllowCIDRs []netip.Prefix
+	// DenyCIDRs are destinations non-TCP traffic never reaches (TCP to
+	// them goes to the proxy, which logs and resets).
+	DenyCIDRs []netip.Prefix
+}
+
+// Ports are the local ports diverted traffic is sent to.
+type Ports struct {
+	TProxy int // transparent TCP proxy, required
+	DNS    int // resolver (UDP and TCP); 0: no resolver, DNS is dropped
+}
+
+const (
+	maxNameLen  = 100 // nft comments hold 128 bytes; leave room for a prefix
+	maxIfaceLen = 15  // IFNAMSIZ - 1
+)
+
+func (p Ports) validate() error {
+	if p.TProxy < 1 || p.TProxy > 65535 {
+		return fmt.Errorf("iptables: tproxy port %d: want 1-65535", p.TProxy)
+	}
+	if p.DNS < 0 || p.DNS > 65535 {
+		return fmt.Errorf("iptables: dns port %d: want 0-65535", p.DNS)
+	}
+	return nil
+}
+
+func (s *Sandbox) validate() error {
+	if err := checkName(s.Name); err != nil {
+		return fmt.Errorf("iptables: sandbox %q: name: %w", s.Name, err)
+	}
+	if err := checkIface(s.Interface); err != nil {
+		return fmt.Errorf("iptables: sandbox %q: interface %q: %w", s.Name, s.Interface, err)
+	}
+	switch s.Mode {
+	case ModeAllowAll, ModeDenyAll, ModeCustom:
+	default:
+		return fmt.Errorf("iptables: sandbox %q: unknown mode %q", s.Name, s.Mode)
+	}
+	lists := []struct {
+		field string
+		list  []netip.Prefix
+	}{{"sources", s.Sources}, {"allow_cidrs", s.AllowCIDRs}, {"deny_cidrs", s.DenyCIDRs}}
+	for _, l := range lists {
+		for i, p := range l.list {
+			if !p.IsValid() {
+				return fmt.Errorf("iptables: sandbox %q: %s[%d]: invalid prefix", s.Name, l.field, i)
+			}
+		}
+	}
+	return nil
+}
+
+// checkName keeps names safe inside an nft quoted string, which has no
+// escapes.
+func checkName(n string) error {
+	if n == "" {
+		return fmt.Errorf("empty")
+	}
+	if len(n) > maxNameLen {
+		return fmt.Errorf("longer than %d bytes", maxNameLen)
+	}
+	for _, r := range n {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return fmt.Errorf("character %q not allowed", r)
+		}
+	}
+	return nil
+}
+
+// checkIface accepts what Linux accepts as an interface name, minus what
+// nft would read as a wildcard ('*') or could not quote ('"', '\').
+func checkIface(n string) error {
+	if n == "" || len(n) > maxIfaceLen {
+		return fmt.Errorf("want 1-%d bytes", maxIfaceLen)
+	}
+	if n == "." || n == ".." {
+		return fmt.Errorf("reserved name")
+	}
+	for _, r := range n {
+		if r <= 0x20 || r > 0x7e || strings.ContainsRune(`/:*"\`, r) {
+			return fmt.Errorf("character %q not allowed", r)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gaissmai/bart"
+)
+
+// Sandbox is one sandbox: where its traffic comes from and what it may
+// reach. Values a Set hands out must not be modified.
+type Sandbox struct {
+	Name      string
+	Interface string         // host-side interface its traffic arrives on
+	Sources   []netip.Prefix // its addresses; no two sandboxes share one
+	Policy    *Policy
+}
+
+// Set is an immutable set of sandboxes, found by source address or name.
+// It is safe for concurrent use; a change builds a new Set.
+type Set struct {
+	list     []*Sandbox
+	byName   map[string]*Sandbox
+	bySource bart.Table[int] // index into list
+}
+
+// NewSet checks and indexes sbs. Every sandbox needs a unique name, a
+// policy and at least one source; sources are canonicalised like
+// ParsePrefix does (IPv4-mapped to IPv4, host bits refused), and no
+// address may belong to two sandboxes. The sandboxes are copied.
+func NewSet(sbs []Sandbox) (*Set, error) {
+	s := &Set{list: make([]*Sandbox, 0, len(sbs)), byName: make(map[string]*Sandbox, len(sbs))}
+	for i := range sbs {
+		sb, err := checkSandbox(i, sbs[i])
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := s.byName[sb.Name]; dup {
+			return nil, fmt.Errorf("policy: sandbox name %q used twice", sb.Name)
+		}
+		if err := s.addSources(sb); err != nil {
+			return nil, err
+		}
+		s.byName[sb.Name] = sb
+		s.list = append(s.list, sb)
+	}
+	return s, nil
+}
+
+// checkSandbox validates sandbox number i and returns a normalised copy.
+func checkSandbox(i int, sb Sandbox) (*Sandbox, error) {
+	switch {
+	case sb.Name == "":
+		return nil, fmt.Errorf("policy: sandbox #%d: name is required", i+1)
+	case sb.Policy == nil:
+		return nil, fmt.Errorf("policy: sandbox %q: no policy", sb.Name)
+	case len(sb.Sources) == 0:
+		return nil, fmt.Errorf("policy: sandbox %q: no sources", sb.Name)
+	}
+	srcs := make([]netip.Prefix, len(sb.Sources))
+	for j, p := range sb.Sources {
+		c, err := canonicalPrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy: sandbox %q: source %s: %w", sb.Name, p, err)
+		}
+		srcs[j] = c
+	}
+	sb.Sources = srcs
+	return &sb, nil
+}
+
+// addSources indexes sb's sources, refusing any that overlaps a source of
+// another sandbox. Overlaps within one sandbox are harmless.
+func (s *Set) addSources(sb *Sandbox) error {
+	idx := len(s.list)
+	for _, p := range sb.Sources {
+		if q, other, ok := s.overlap(p, idx); ok {
+			return fmt.Errorf("policy: sandboxes %q and %q overlap: sources %s and %s",
+				s.list[other].Name, sb.Name, q, p)
+		}
+		s.bySource.Insert(p, idx)
+	}
+	return nil
+}
+
+// overlap finds a source of a sandbox other than idx that shares addresses
+// with p.
+func (s *Set) overlap(p netip.Prefix, idx int) (netip.Prefix, int, bool) {
+	for q, i := range s.bySource.Supernets(p) {
+		if i != idx {
+			return q, i, true
+		}
+	}
+	for q, i := range s.bySource.Subnets(p) {
+		if i != idx {
+			return q, i, true
+		}
+	}
+	return netip.Prefix{}, 0, false
+}
+
+// BySource returns the sandbox that a belongs to. IPv4-mapped IPv6
+// addresses are looked up as IPv4. It allocates nothing.
+func (s *Set) BySource(a netip.Addr) (*Sandbox, bool) {
+	if s == nil {
+		return nil, false
+	}
+	i, ok := s.bySource.Lookup(a.Unmap())
+	if !ok {
+		return nil, false
+	}
+	return s.list[i], true
+}
+
+// ByName returns the sandbox called name.
+func (s *Set) ByName(name string) (*Sandbox, bool) {
+	if s == nil {
+		return nil, false
+	}
+	sb, ok := s.byName[name]
+	return sb, ok
+}
+
+// All returns the sandboxes in config order, in a new slice.
+func (s *Set) All() []*Sandbox {
+	if s == nil {
+		return nil
+	}
+	return append([]*Sandbox(nil), s.list...)
+}

@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// pin picks the address a flow admitted for name may reach: the original
+// destination when name resolves to it, otherwise another address name
+// resolves to (preferring dst's family). A sandbox that points an allowed
+// SNI or Host at some other address therefore never reaches that address.
+// Addresses in deny_cidrs are never chosen.
+func (s *Server) pin(ctx context.Context, pol *policy.Policy, name string, dst netip.AddrPort) (netip.AddrPort, policy.Decision, error) {
+	notResolved := policy.Decision{Reason: policy.ReasonNotResolved, Name: name, Addr: dst.Addr()}
+	if s.opts.Resolver == nil {
+		return netip.AddrPort{}, notResolved, fmt.Errorf("proxy: no resolver to pin %s", name)
+	}
+	addrs, err := s.opts.Resolver.LookupAddrs(ctx, name)
+	if err != nil {
+		return netip.AddrPort{}, notResolved, fmt.Errorf("proxy: resolve %s: %w", name, err)
+	}
+	var other netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if _, denied := pol.DeniedAddr(a); denied {
+			continue
+		}
+		if a == dst.Addr() {
+			return dst, policy.Decision{}, nil
+		}
+		if !other.IsValid() || (a.Is4() == dst.Addr().Is4() && other.Is4() != dst.Addr().Is4()) {
+			other = a
+		}
+	}
+	if !other.IsValid() {
+		return netip.AddrPort{}, notResolved, fmt.Errorf("proxy: %s resolves to no usable address", name)
+	}
+	return netip.AddrPortFrom(other, dst.Port()), policy.Decision{}, nil
+}
+
+// dial connects to target within DialTimeout and records it on f.
+func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: s.opts.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", target.String())
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
+	}
+	tc := c.(*net.TCPConn)
+	if !f.setRemote(tc, target) {
+		tc.Close()
+		return nil, fmt.Errorf("proxy: dial %s: flow closed", target)
+	}
+	return tc, nil
+}

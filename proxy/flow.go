@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// handle takes one accepted connection from decision to close.
+func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
+	f := &flow{
+		src:    addrPort(c.RemoteAddr()),
+		dst:    addrPort(c.LocalAddr()),
+		start:  time.Now(),
+		client: c,
+	}
+	sb, ok := s.sandboxes.Load().BySource(f.src.Addr())
+	if !ok {
+		s.refuse(f, policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, nil)
+		return
+	}
+	f.sandbox = sb.Name
+	if !s.flows.add(f, s.opts.MaxConnsPerSandbox) {
+		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, errConnLimit)
+		return
+	}
+	defer s.flows.remove(f)
+	d := sb.Policy.DecideAddr(f.dst.Addr())
+	switch {
+	case d.NeedsName():
+		s.inspect(ctx, f)
+	case d.Allowed():
+		f.admit("", d)
+		s.forward(ctx, f, f.dst, nil)
+	default:
+		s.refuse(f, d, nil)
+	}
+}
+
+var (
+	errConnLimit   = errors.New("max_conns_per_sandbox reached")
+	errHostChanged = errors.New("host differs from the connection's first request")
+)
+
+// policyOf returns the current policy of f's sandbox, so a name read after a
+// policy change meets the new policy.
+func (s *Server) policyOf(f *flow) (*policy.Policy, bool) {
+	sb, ok := s.sandboxes.Load().BySource(f.src.Addr())
+	if !ok || sb.Name != f.sandbox {
+		return nil, false
+	}
+	return sb.Policy, true
+}
+
+// inspect peeks at the first bytes: a TLS ClientHello or an HTTP request.
+func (s *Server) inspect(ctx context.Context, f *flow) {
+	f.client.SetReadDeadline(time.Now().Add(s.opts.PeekTimeout))
+	raw, sni, err := readClientHello(f.client)
+	if errors.Is(err, errNotTLS) {
+		s.inspectHTTP(ctx, f, raw)
+		return
+	}
+	noName := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}
+	if err != nil {
+		s.refuse(f, noName, err)
+		return
+	}
+	f.client.SetReadDeadline(time.Time{})
+	d, target, err := s.admitName(ctx, f, sni)
+	if !d.Allowed() {
+		s.refuse(f, d, err)
+		return
+	}
+	s.forward(ctx, f, target, raw)
+}
+
+// admitName judges name with the sandbox's current policy and picks the
+// address to dial: never one the name does not resolve to.
+func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.Decision, netip.AddrPort, error) {
+	pol, ok := s.policyOf(f)
+	if !ok {
+		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, netip.AddrPort{}, nil
+	}
+	if name == "" {
+		return policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}, netip.AddrPort{}, nil
+	}
+	d := pol.DecideName(name)
+	if !d.Allowed() {
+		return d, netip.AddrPort{}, nil
+	}
+	target, pd, err := s.pin(ctx, pol, d.Name, f.dst)
+	if err != nil {
+		return pd, netip.AddrPort{}, err
+	}
+	f.admit(d.Name, d)
+	return d, target, nil
+}
+
+// inspectHTTP gates a plain-HTTP connection request by request.
+func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte) {
+	g := &httpFlow{s: s, ctx: ctx, f: f}
+	br := bufio.NewReader(io.MultiReader(bytes.NewReader(peeked), f.client))
+	err := gateHTTP(br, g, g.check)
+	g.finish(err)
+}
+
+// httpFlow is the upstream side of a gated HTTP connection: dialled when the
+// first request is admitted, written to by gateHTTP.
+type httpFlow struct {
+	s        *Server
+	ctx      context.Context
+	f        *flow
+	host     string
+	remote   *net.TCPConn
+	denial   *policy.Decision // set when check refused a request
+	downDone chan struct{}
+}
+
+func (g *httpFlow) check(host string) error {
+	if g.remote != nil {
+		if n, err := policy.NormalizeName(host); err != nil || n != g.host {
+			g.denial = &policy.Decision{Reason: policy.ReasonInvalidName, Name: host}
+			return errHostChanged
+		}
+		return nil
+	}
+	g.f.client.SetReadDeadline(time.Time{})
+	d, target, err := g.s.admitName(g.ctx, g.f, host)
+	if !d.Allowed() {
+		g.denial = &d
+		if err == nil {
+			err = errDenied
+		}
+		return err
+	}
+	remote, err := g.s.dial(g.ctx, g.f, target)
+	if err != nil {
+		g.denial = &policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name, Addr: target.Addr()}
+		return err
+	}
+	g.host, g.remote = d.Name, remote
+	g.downDone = make(chan struct{})
+	go proxyDown(g.f, remote, g.downDone)
+	return nil
+}
+
+var errDenied = errors.New("denied by policy")
+
+func (g *httpFlow) Write(p []byte) (int, error) {
+	n, err := g.remote.Write(p)
+	g.f.up.Add(int64(n))
+	return n, err
+}
+
+// finish ends the connection after gateHTTP returned.
+func (g *httpFlow) finish(err error) {
+	f := g.f
+	if g.remote == nil { // nothing admitted: refuse, politely for HTTP clients
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		d := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}
+		if g.denial != nil {
+			d = *g.denial
+		}
+		writeForbidden(f.client, d)
+		g.s.logFlow(f, d, err)
+		f.client.Close()
+		return
+	}
+	if err == nil {
+		g.remote.CloseWrite()
+		<-g.downDone
+	} else {
+		f.kill()
+		<-g.downDone
+	}
+	g.remote.Close()
+	f.client.Close()
+	if g.denial != nil {
+		g.s.logFlow(f, *g.denial, err)
+		return
+	}
+	g.s.logFlow(f, f.decision, err)
+}
+
+// refuse ends a denied flow with a TCP reset and logs the decision.
+func (s *Server) refuse(f *flow, d policy.Decision, err error) {
+	f.client.SetLinger(0)
+	f.client.Close()
+	s.logFlow(f, d, err)
+}
+
+func writeForbidden(c *net.TCPConn, d policy.Decision) {
+	body := "egressd: " + d.String() + "\n"
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	ta, _ := a.(*net.TCPAddr)
+	if ta == nil {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

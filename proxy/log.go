@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// Log field keys of the per-flow decision line.
+const (
+	keySandbox   = "sandbox"
+	keySrc       = "src"
+	keyDst       = "dst"
+	keyUpstream  = "upstream"
+	keyName      = "name"
+	keyVerdict   = "verdict"
+	keyReason    = "reason"
+	keyRule      = "rule"
+	keyBytesUp   = "bytes_up"
+	keyBytesDown = "bytes_down"
+	keyDuration  = "duration"
+)
+
+// logFlow writes the one decision line of a flow.
+func (s *Server) logFlow(f *flow, d policy.Decision, err error) {
+	level := zap.InfoLevel
+	if !d.Allowed() {
+		level = zap.WarnLevel
+	}
+	ce := s.log.Check(level, "flow")
+	if ce == nil {
+		return
+	}
+	fields := flowFields(f, d)
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	ce.Write(fields...)
+}
+
+func flowFields(f *flow, d policy.Decision) []zap.Field {
+	f.mu.Lock()
+	name, upstream := f.name, f.upstream
+	f.mu.Unlock()
+	if name == "" {
+		name = d.Name
+	}
+	fields := []zap.Field{
+		zap.String(keySandbox, f.sandbox),
+		zap.Stringer(keySrc, f.src),
+		zap.Stringer(keyDst, f.dst),
+		zap.String(keyName, name),
+		zap.Stringer(keyVerdict, d.Verdict),
+		zap.Stringer(keyReason, d.Reason),
+		zap.String(keyRule, d.Rule()),
+		zap.Int64(keyBytesUp, f.up.Load()),
+		zap.Int64(keyBytesDown, f.down.Load()),
+		zap.Duration(keyDuration, time.Since(f.start)),
+	}
+	if upstream.IsValid() && upstream != f.dst {
+		fields = append(fields, zap.Stringer(keyUpstream, upstream))
+	}
+	return fields
+}

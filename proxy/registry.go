@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// flow is one intercepted TCP connection, from accept to close.
+type flow struct {
+	sandbox  string
+	src, dst netip.AddrPort // dst is the destination the sandbox asked for
+	start    time.Time
+	client   *net.TCPConn
+	up, down atomic.Int64 // bytes sandbox→upstream and upstream→sandbox
+
+	mu       sync.Mutex
+	name     string          // SNI or Host the flow was admitted on, if any
+	decision policy.Decision // what admitted (or refused) the flow
+	upstream netip.AddrPort  // the address actually dialled
+	remote   *net.TCPConn
+	admitted bool // decided; name and decision are final
+	killed   bool
+}
+
+// FlowInfo is a snapshot of a live flow.
+type FlowInfo struct {
+	Sandbox   string
+	Src, Dst  netip.AddrPort
+	Upstream  netip.AddrPort
+	Name      string
+	Rule      string
+	BytesUp   int64
+	BytesDown int64
+	Age       time.Duration
+}
+
+func (f *flow) setRemote(c *net.TCPConn, upstream netip.AddrPort) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.killed {
+		return false
+	}
+	f.remote, f.upstream = c, upstream
+	return true
+}
+
+func (f *flow) admit(name string, d policy.Decision) {
+	f.mu.Lock()
+	f.name, f.decision, f.admitted = name, d, true
+	f.mu.Unlock()
+}
+
+// kill closes both sides; a blocked copy or peek returns at once.
+func (f *flow) kill() {
+	f.mu.Lock()
+	f.killed = true
+	remote := f.remote
+	f.mu.Unlock()
+	f.client.Close()
+	if remote != nil {
+		remote.Close()
+	}
+}
+
+func (f *flow) info(now time.Time) FlowInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FlowInfo{
+		Sandbox: f.sandbox, Src: f.src, Dst: f.dst, Upstream: f.upstream,
+		Name: f.name, Rule: f.decision.Rule(),
+		BytesUp: f.up.Load(), BytesDown: f.down.Load(), Age: now.Sub(f.start),
+	}
+}
+
+// registry holds the live flows and enforces the per-sandbox limit.
+type registry struct {
+	mu         sync.Mutex
+	flows      map[*flow]struct{}
+	perSandbox map[string]int
+	wg         sync.WaitGroup
+}
+
+func newRegistry() *registry {
+	return &registry{flows: map[*flow]struct{}{}, perSandbox: map[string]int{}}
+}
+
+// add registers f unless its sandbox already holds limit flows.
+func (r *registry) add(f *flow, limit int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.perSandbox[f.sandbox] >= limit {
+		return false
+	}
+	r.perSandbox[f.sandbox]++
+	r.flows[f] = struct{}{}
+	r.wg.Add(1)
+	return true
+}
+
+func (r *registry) remove(f *flow) {
+	r.mu.Lock()
+	delete(r.flows, f)
+	if r.perSandbox[f.sandbox]--; r.perSandbox[f.sandbox] == 0 {
+		delete(r.perSandbox, f.sandbox)
+	}
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+func (r *registry) list() []*flow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*flow, 0, len(r.flows))
+	for f := range r.flows {
+		out = append(out, f)
+	}
+	return out
+}
+
+// wait blocks until every flow ended or timeout passed; it reports whether
+// all ended.
+func (r *registry) wait(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}

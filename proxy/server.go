@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// Resolver returns the addresses a name resolves to. The proxy dials only
+// such an address for a flow admitted by a domain rule.
+type Resolver interface {
+	LookupAddrs(ctx context.Context, name string) ([]netip.Addr, error)
+}
+
+// Options configures a Server.
+type Options struct {
+	Port               int           // TPROXY port, IPv4 and IPv6
+	PeekTimeout        time.Duration // wait for a ClientHello or request head
+	DialTimeout        time.Duration // upstream connect timeout
+	ShutdownTimeout    time.Duration // how long live flows may drain on stop
+	MaxConnsPerSandbox int
+	Resolver           Resolver
+	Logger             *zap.Logger
+}
+
+// Server is the transparent proxy. Its sandbox set can be swapped while it
+// runs; live flows are judged again on every swap.
+type Server struct {
+	opts      Options
+	log       *zap.Logger
+	sandboxes atomic.Pointer[policy.Set]
+	flows     *registry
+	swapMu    sync.Mutex // serialises SetSandboxes
+	lns       []*net.TCPListener
+}
+
+// NewServer returns a server that judges flows with set.
+func NewServer(opts Options, set *policy.Set) *Server {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry()}
+	s.sandboxes.Store(set)
+	return s
+}
+
+// Listen opens the transparent listeners. Call it before Serve so that a
+// bad port or missing privilege is reported before anything else starts.
+func (s *Server) Listen(ctx context.Context) error {
+	lns, err := listenTransparent(ctx, s.opts.Port)
+	if err != nil {
+		return err
+	}
+	s.lns = lns
+	return nil
+}
+
+// Serve accepts flows until ctx is done, then stops accepting, lets live
+// flows finish for up to ShutdownTimeout and closes the rest.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.lns == nil {
+		return errors.New("proxy: Serve called before Listen")
+	}
+	errc := make(chan error, len(s.lns))
+	for _, ln := range s.lns {
+		go s.acceptLoop(ctx, ln, errc)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.drain()
+	return err
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln *net.TCPListener, errc chan<- error) {
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: back off instead of spinning.
+			s.log.Warn("accept failed", zap.Error(err))
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go s.handle(ctx, c)
+	}
+}
+
+func (s *Server) drain() {
+	if s.flows.wait(s.opts.ShutdownTimeout) {
+		return
+	}
+	live := s.flows.list()
+	s.log.Warn("shutdown timeout: closing live flows", zap.Int("flows", len(live)))
+	for _, f := range live {
+		f.kill()
+	}
+	s.flows.wait(time.Second)
+}
+
+// SetSandboxes swaps in a new sandbox set and closes every live flow that
+// the new set no longer allows. Flows it still allows are untouched.
+func (s *Server) SetSandboxes(set *policy.Set) {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	s.sandboxes.Store(set)
+	for _, f := range s.flows.list() {
+		if d, ok := rejudge(set, f); !ok {
+			s.log.Info("flow cut by policy change", flowFields(f, d)...)
+			f.kill()
+		}
+	}
+}
+
+// rejudge decides f again with set, with what it was admitted on.
+func rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
+	sb, ok := set.BySource(f.src.Addr())
+	if !ok || sb.Name != f.sandbox {
+		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, false
+	}
+	f.mu.Lock()
+	name, upstream, admitted := f.name, f.upstream, f.admitted
+	f.mu.Unlock()
+	d := sb.Policy.DecideAddr(f.dst.Addr())
+	if !admitted && d.NeedsName() {
+		return d, true // still peeking: its name meets the current policy
+	}
+	if d.NeedsName() && name != "" {
+		d = sb.Policy.DecideName(name)
+	}
+	if d.Allowed() && upstream.IsValid() {
+		if p, denied := sb.Policy.DeniedAddr(upstream.Addr()); denied {
+			return policy.Decision{Reason: policy.ReasonDenyCIDR, Addr: upstream.Addr(), Prefix: p}, false
+		}
+	}
+	return d, d.Allowed()
+}
+
+// Flows returns a snapshot of the live flows.
+func (s *Server) Flows() []FlowInfo {
+	now := time.Now()
+	live := s.flows.list()
+	out := make([]FlowInfo, len(live))
+	for i, f := range live {
+		out[i] = f.info(now)
+	}
+	return out
+}
+
+// Addrs returns the listeners' addresses.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.lns))
+	for i, ln := range s.lns {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+func (s *Server) String() string { return fmt.Sprintf("proxy on port %d", s.opts.Port) }

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the tools egressd's tests and demo drive: the kernel rule tools
+# and real clients/servers. Debian/Ubuntu only; needs root. Skips apt when
+# every tool is already there.
+set -eu
+need=""
+for t in nft:nftables ip:iproute2 curl:curl openssl:openssl dig:dnsutils haproxy:haproxy ping:iputils-ping nc:netcat-openbsd; do
+	cmd=${t%%:*} pkg=${t#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing$need; run as root to install them" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends$need

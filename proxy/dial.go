@@ -10,11 +10,16 @@ import (
 )
 
 // pin picks the address a flow admitted for name may reach: the original
-// destination when name resolves to it, otherwise another address name
+// destination when the sandbox learned it for name through egressd's
+// resolver (Bindings) or when name resolves to it, otherwise another address name
 // resolves to (preferring dst's family). A sandbox that points an allowed
 // SNI or Host at some other address therefore never reaches that address.
 // Addresses in deny_cidrs are never chosen.
-func (s *Server) pin(ctx context.Context, pol *policy.Policy, name string, dst netip.AddrPort) (netip.AddrPort, policy.Decision, error) {
+func (s *Server) pin(ctx context.Context, f *flow, pol *policy.Policy, name string) (netip.AddrPort, policy.Decision, error) {
+	dst := f.dst
+	if _, denied := pol.DeniedAddr(dst.Addr()); !denied && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
+		return dst, policy.Decision{}, nil
+	}
 	notResolved := policy.Decision{Reason: policy.ReasonNotResolved, Name: name, Addr: dst.Addr()}
 	if s.opts.Resolver == nil {
 		return netip.AddrPort{}, notResolved, fmt.Errorf("proxy: no resolver to pin %s", name)

@@ -96,7 +96,7 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if !d.Allowed() {
 		return d, netip.AddrPort{}, nil
 	}
-	target, pd, err := s.pin(ctx, pol, d.Name, f.dst)
+	target, pd, err := s.pin(ctx, f, pol, d.Name)
 	if err != nil {
 		return pd, netip.AddrPort{}, err
 	}

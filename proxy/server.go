@@ -21,6 +21,12 @@ type Resolver interface {
 	LookupAddrs(ctx context.Context, name string) ([]netip.Addr, error)
 }
 
+// Bindings reports whether a sandbox learned address a for name through
+// egressd's own resolver; the proxy then dials a as is.
+type Bindings interface {
+	Bound(sandbox, name string, a netip.Addr) bool
+}
+
 // Options configures a Server.
 type Options struct {
 	Port               int           // TPROXY port, IPv4 and IPv6
@@ -29,6 +35,7 @@ type Options struct {
 	ShutdownTimeout    time.Duration // how long live flows may drain on stop
 	MaxConnsPerSandbox int
 	Resolver           Resolver
+	Bindings           Bindings // optional
 	Logger             *zap.Logger
 }
 

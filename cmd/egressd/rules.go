@@ -19,7 +19,7 @@ func rulesCmd(args []string) int {
 	if cfg == nil {
 		return code
 	}
-	sbs, ports := rulesFor(cfg)
+	sbs, ports := rulesFor(cfg, cfg.Sandboxes)
 	script, err := iptables.Render(sbs, ports)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "egressd:", err)
@@ -58,12 +58,12 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 	return cfg, 0
 }
 
-// rulesFor translates the config's sandboxes into what the kernel rules
+// rulesFor translates a sandbox set into what the kernel rules
 // need. The resolver port stays 0 (DNS dropped) until egressd has a
 // filtering resolver.
-func rulesFor(cfg *config.Config) ([]iptables.Sandbox, iptables.Ports) {
+func rulesFor(cfg *config.Config, set *policy.Set) ([]iptables.Sandbox, iptables.Ports) {
 	var sbs []iptables.Sandbox
-	for _, sb := range cfg.Sandboxes.All() {
+	for _, sb := range set.All() {
 		spec := sb.Policy.Spec()
 		sbs = append(sbs, iptables.Sandbox{
 			Name:       sb.Name,

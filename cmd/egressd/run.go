@@ -14,12 +14,14 @@ import (
 
 	"github.com/egressd/egressd/dnsfilter"
 	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/iptables"
+	"github.com/egressd/egressd/policy"
 	"github.com/egressd/egressd/proxy"
 )
 
 // runCmd is `egressd run -config F [-cleanup-on-exit]`: install the kernel
-// rules, then serve the proxy until SIGTERM or SIGINT.
+// rules, then serve the proxy until SIGTERM or SIGINT; SIGHUP reloads F.
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "", "config file (required)")
@@ -48,6 +50,10 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err != nil {
 		return err
 	}
+	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), applyKernel, log)
+	if err != nil {
+		return err
+	}
 	srv := proxy.NewServer(proxy.Options{
 		Port:               cfg.Proxy.TProxyPort,
 		PeekTimeout:        cfg.Proxy.PeekTimeout,
@@ -56,19 +62,20 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
 		Resolver:           dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout),
 		Logger:             log,
-	}, cfg.Sandboxes)
+	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is
 	// a socket to receive it, and a failure here leaves no rules behind.
 	if err := srv.Listen(ctx); err != nil {
 		return err
 	}
-	sbs, ports := rulesFor(cfg)
-	if err := iptables.Apply(ctx, sbs, ports); err != nil {
+	ctl.AddComponent(srv)
+	if err := ctl.Apply(ctx); err != nil {
 		return err
 	}
 	if cleanup {
 		defer removeRules(log)
 	}
+	go reloadOnHUP(ctx, log, path, ctl)
 	log.Info("ready", zap.String("config", path), zap.Int("sandboxes", len(cfg.Sandboxes.All())),
 		zap.Int("tproxy_port", cfg.Proxy.TProxyPort))
 	err = srv.Serve(ctx)
@@ -77,6 +84,36 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// applyKernel is the controller's hook into the kernel rules.
+func applyKernel(ctx context.Context, cfg *config.Config, set *policy.Set) error {
+	sbs, ports := rulesFor(cfg, set)
+	return iptables.Apply(ctx, sbs, ports)
+}
+
+// reloadOnHUP reloads the config file on every SIGHUP. A file that does not
+// validate is refused and the running policy stays.
+func reloadOnHUP(ctx context.Context, log *zap.Logger, path string, ctl *control.Controller) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = ctl.Reload(ctx, cfg)
+		}
+		if err != nil {
+			log.Error("reload refused; the running policy stays", zap.String("config", path), zap.Error(err))
+			continue
+		}
+		log.Info("reloaded", zap.String("config", path))
+	}
 }
 
 func removeRules(log *zap.Logger) {
@@ -90,6 +127,7 @@ func removeRules(log *zap.Logger) {
 func newLogger() (*zap.Logger, error) {
 	zc := zap.NewProductionConfig()
 	zc.EncoderConfig.TimeKey = "ts"
+	zc.DisableStacktrace = true
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return zc.Build()
 }

@@ -1,0 +1,228 @@
+// Package control owns egressd's live policy: the config file's sandboxes,
+// the overrides set through the admin API, and pushing every change to the
+// kernel rules, the proxy and the resolver.
+//
+//	SIGHUP ──► Reload(cfg) ─┐
+//	API PUT ─► SetPolicy ───┼─► build policy.Set off to the side
+//	API DEL ─► ResetPolicy ─┘      │ invalid: refused, old set stays
+//	                               ▼
+//	                persist overrides (API changes only, before anything else)
+//	                               ▼
+//	                kernel rules (one nft transaction)
+//	                               ▼
+//	                proxy, resolver: atomic swap; live flows re-judged
+//
+// Writers serialise on one mutex; readers load the current set lock-free.
+// At every moment a packet is judged by the old or the new policy: the
+// kernel transaction is atomic and each component swaps in one store.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/policy"
+)
+
+// Source says where a sandbox's policy comes from.
+type Source string
+
+// The sources.
+const (
+	SourceConfig Source = "config"
+	SourceAPI    Source = "api"
+)
+
+// Kernel installs the kernel rules for set (one atomic transaction).
+type Kernel func(ctx context.Context, cfg *config.Config, set *policy.Set) error
+
+// Component is a part of the data path that judges flows with a set.
+type Component interface {
+	SetSandboxes(set *policy.Set)
+}
+
+// ErrUnknownSandbox is returned for a sandbox name the config does not have.
+var ErrUnknownSandbox = errors.New("unknown sandbox")
+
+// Controller holds the current policy set. Create it with New.
+type Controller struct {
+	mu        sync.Mutex // serialises writers
+	cfg       *config.Config
+	overrides map[string]policy.Spec
+	store     *Store
+	kernel    Kernel
+	comps     []Component
+	log       *zap.Logger
+	set       atomic.Pointer[policy.Set]
+}
+
+// New builds the starting set from cfg and the overrides persisted in
+// store. It installs nothing: call Apply once the components are added.
+func New(cfg *config.Config, store *Store, kernel Kernel, log *zap.Logger) (*Controller, error) {
+	overrides, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, overrides: overrides, store: store, kernel: kernel, log: log.Named("control")}
+	set, err := c.build(cfg, overrides)
+	if err != nil {
+		return nil, fmt.Errorf("control: persisted policy: %w", err)
+	}
+	for name := range overrides {
+		if _, ok := cfg.Sandboxes.ByName(name); !ok {
+			c.log.Warn("persisted policy for a sandbox not in the config: ignored", zap.String("sandbox", name))
+		}
+	}
+	c.set.Store(set)
+	return c, nil
+}
+
+// AddComponent registers a component; it receives every new set.
+func (c *Controller) AddComponent(comp Component) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.comps = append(c.comps, comp)
+}
+
+// Sandboxes returns the current set.
+func (c *Controller) Sandboxes() *policy.Set { return c.set.Load() }
+
+// Config returns the config file the current set was built from.
+func (c *Controller) Config() *config.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
+
+// Apply installs the current set in the kernel and hands it to every
+// component. run calls it once at start.
+func (c *Controller) Apply(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.commit(ctx, c.cfg, c.set.Load())
+}
+
+// Source reports where the named sandbox's policy comes from.
+func (c *Controller) Source(name string) Source {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.overrides[name]; ok {
+		return SourceAPI
+	}
+	return SourceConfig
+}
+
+// Reload switches to a new config file. The overrides stay in force. Keys
+// outside [[sandbox]] need a restart; a change to them is logged and the
+// rest applied.
+func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	set, err := c.build(cfg, c.overrides)
+	if err != nil {
+		return err
+	}
+	c.warnRestartOnly(cfg)
+	if err := c.commit(ctx, cfg, set); err != nil {
+		return err
+	}
+	c.cfg = cfg
+	return nil
+}
+
+// SetPolicy replaces the named sandbox's policy until ResetPolicy. The
+// change is persisted before it takes effect, so a restart keeps it.
+func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spec) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cfg.Sandboxes.ByName(name); !ok {
+		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
+	}
+	next := cloneOverrides(c.overrides)
+	next[name] = spec
+	return c.switchOverrides(ctx, next)
+}
+
+// ResetPolicy drops the named sandbox's override: the config file's
+// policy applies again.
+func (c *Controller) ResetPolicy(ctx context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cfg.Sandboxes.ByName(name); !ok {
+		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
+	}
+	next := cloneOverrides(c.overrides)
+	delete(next, name)
+	return c.switchOverrides(ctx, next)
+}
+
+// switchOverrides validates, persists, then applies next. If applying
+// fails, the previous overrides are written back.
+func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy.Spec) error {
+	set, err := c.build(c.cfg, next)
+	if err != nil {
+		return err
+	}
+	if err := c.store.Save(next); err != nil {
+		return err
+	}
+	if err := c.commit(ctx, c.cfg, set); err != nil {
+		if rerr := c.store.Save(c.overrides); rerr != nil {
+			c.log.Error("restore persisted policy", zap.Error(rerr))
+		}
+		return err
+	}
+	c.overrides = next
+	return nil
+}
+
+// commit installs set in the kernel, then swaps it into every component.
+func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy.Set) error {
+	if err := c.kernel(ctx, cfg, set); err != nil {
+		return fmt.Errorf("control: kernel rules: %w", err)
+	}
+	c.set.Store(set)
+	for _, comp := range c.comps {
+		comp.SetSandboxes(set)
+	}
+	return nil
+}
+
+// build compiles cfg's sandboxes with overrides applied.
+func (c *Controller) build(cfg *config.Config, overrides map[string]policy.Spec) (*policy.Set, error) {
+	var sbs []policy.Sandbox
+	for _, sb := range cfg.Sandboxes.All() {
+		next := *sb
+		if spec, ok := overrides[sb.Name]; ok {
+			p, err := policy.Compile(spec)
+			if err != nil {
+				return nil, fmt.Errorf("sandbox %q: %w", sb.Name, err)
+			}
+			next.Policy = p
+		}
+		sbs = append(sbs, next)
+	}
+	return policy.NewSet(sbs)
+}
+
+func (c *Controller) warnRestartOnly(cfg *config.Config) {
+	old := c.cfg
+	if old.Proxy.TProxyPort != cfg.Proxy.TProxyPort || old.Proxy.DNSPort != cfg.Proxy.DNSPort ||
+		old.Admin != cfg.Admin || old.State != cfg.State {
+		c.log.Warn("reload: ports, [admin] and [state] changes need a restart; sandbox changes applied")
+	}
+}
+
+func cloneOverrides(m map[string]policy.Spec) map[string]policy.Spec {
+	out := make(map[string]policy.Spec, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -114,7 +114,7 @@ func (g *httpGate) flush() error {
 // most limit bytes. Before a read that may block, checked bytes are flushed.
 func (g *httpGate) readLine(dst []byte, limit int) ([]byte, error) {
 	for {
-		if buf, _ := g.in.Peek(g.in.Buffered()); false && bytes.IndexByte(buf, '\n') < 0 {
+		if buf, _ := g.in.Peek(g.in.Buffered()); bytes.IndexByte(buf, '\n') < 0 {
 			if err := g.flush(); err != nil {
 				return dst, err
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -68,106 +69,113 @@ const (
 	smuggled = "GET /admin HTTP/1.1\r\nHost: deny.example\r\n\r\n"
 	chunked  = "POST /up HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n"
 	same     = "\x00same as input"
+	get11    = "GET / HTTP/1.1\r\n"
+	getA     = get11 + "Host: a.example\r\n"
+	post     = "POST / HTTP/1.1\r\nHost: a.example\r\n"
 )
 
+type gateCase struct {
+	name  string
+	in    string
+	hosts []string // hosts check saw
+	out   string   // written upstream
+	err   error
+}
+
 func TestGateHTTP(t *testing.T) {
+	onlyA, twoA := []string{"a.example"}, []string{"a.example", "a.example"}
 	long := strings.Repeat("x", 40<<10)
-	tests := []struct {
-		name  string
-		in    string
-		hosts []string // hosts check saw
-		out   string   // written upstream
-		err   error
-	}{
-		{"origin-form", get1, []string{"a.example"}, same, nil},
+	tests := []gateCase{
+		{"origin-form", get1, onlyA, same, nil},
 		{"bare LF and port", get2, []string{"b.example"}, same, nil},
-		{"OWS around Host", "GET / HTTP/1.1\r\nHost: \t a.example \t\r\n\r\n", []string{"a.example"}, same, nil},
-		{"obs-text in a value", "GET / HTTP/1.1\r\nX: caf\xe9\r\nHost: a.example\r\n\r\n", []string{"a.example"}, same, nil},
-		{"HTTP/1.0 absolute-form without Host", "GET http://a.example/x HTTP/1.0\r\n\r\n", []string{"a.example"}, same, nil},
+		{"OWS around Host", get11 + "Host: \t a.example \t\r\n\r\n", onlyA, same, nil},
+		{"obs-text in a value", get11 + "X: caf\xe9\r\nHost: a.example\r\n\r\n", onlyA, same, nil},
+		{"HTTP/1.0 absolute-form without Host", "GET http://a.example/x HTTP/1.0\r\n\r\n", onlyA, same, nil},
 		{"absolute-form agrees with Host", "GET HTTP://A.example:80/x?y HTTP/1.1\r\nHost: a.EXAMPLE\r\n\r\n", []string{"a.EXAMPLE"}, same, nil},
-		{"https absolute-form", "GET https://a.example HTTP/1.1\r\nHost: a.example:443\r\n\r\n", []string{"a.example"}, same, nil},
-		{"OPTIONS asterisk", "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n", []string{"a.example"}, same, nil},
-		{"IPv6 literal kept bracketed", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n", []string{"[2001:db8::1]"}, same, nil},
-		{"IPv4 literal", "GET / HTTP/1.1\r\nHost: 198.51.100.7\r\n\r\n", []string{"198.51.100.7"}, same, nil},
-		{"empty lines before request", "\r\n\n" + get1, []string{"a.example"}, same, nil},
+		{"https absolute-form", "GET https://a.example HTTP/1.1\r\nHost: a.example:443\r\n\r\n", onlyA, same, nil},
+		{"OPTIONS asterisk", "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n", onlyA, same, nil},
+		{"IPv6 literal kept bracketed", get11 + "Host: [2001:db8::1]:8080\r\n\r\n", []string{"[2001:db8::1]"}, same, nil},
+		{"IPv4 literal", get11 + "Host: 198.51.100.7\r\n\r\n", []string{"198.51.100.7"}, same, nil},
+		{"empty lines before request", "\r\n\n" + get1, onlyA, same, nil},
 		{"empty input", "", nil, "", nil},
 		{"only empty lines", "\r\n\r\n", nil, "", nil},
 		{"keep-alive and pipelined", get1 + get2 + get1, []string{"a.example", "b.example", "a.example"}, same, nil},
-		{"body holding a request head", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 43\r\n\r\n" + smuggled + get1,
-			[]string{"a.example", "a.example"}, same, nil},
-		{"repeated equal Content-Length", "POST / HTTP/1.1\r\nContent-Length: 2\r\nHost: a.example\r\nContent-Length: 2\r\n\r\nhi" + get1,
-			[]string{"a.example", "a.example"}, same, nil},
-		{"body larger than the write buffer", "PUT / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 40960\r\n\r\n" + long + get1,
-			[]string{"a.example", "a.example"}, same, nil},
-		{"chunked with extensions and trailers", chunked + "5;a=b;q=\"x y\"\r\nhello\r\n2B\r\n" + smuggled + "\r\n0 ;last\r\nX-T: v\r\nY: w\r\n\r\n" + get1,
-			[]string{"a.example", "a.example"}, same, nil},
-		{"chunked upper case", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: CHUNKED\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n", []string{"a.example"}, same, nil},
+		{"body holding a request head", post + "Content-Length: 43\r\n\r\n" + smuggled + get1, twoA, same, nil},
+		{"repeated equal Content-Length", post + "Content-Length: 2\r\nContent-Length: 2\r\n\r\nhi" + get1, twoA, same, nil},
+		{"body larger than the write buffer", post + "Content-Length: 40960\r\n\r\n" + long + get1, twoA, same, nil},
+		{"chunked with extensions and trailers", chunked + "5;a=b;q=\"x y\"\r\nhello\r\n2B\r\n" + smuggled + "\r\n0 ;last\r\nX-T: v\r\nY: w\r\n\r\n" + get1, twoA, same, nil},
+		{"chunked upper case", post + "Transfer-Encoding: CHUNKED\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n", onlyA, same, nil},
 
-		{"second of three denied", get1 + "GET / HTTP/1.1\r\nHost: deny.example\r\n\r\n" + get2, []string{"a.example", "deny.example"}, get1, errTestDenied},
-		{"first denied", "GET / HTTP/1.1\r\nHost: Deny.example\r\n\r\n", []string{"Deny.example"}, "", errTestDenied},
+		{"second of three denied", get1 + get11 + "Host: deny.example:81\r\n\r\n" + get2, []string{"a.example", "deny.example"}, get1, errTestDenied},
+		{"first denied", get11 + "Host: Deny.example\r\n\r\n", []string{"Deny.example"}, "", errTestDenied},
 		{"CONNECT", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", nil, "", errConnectRefused},
-		{"connect lower case after a request", get1 + "connect a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n", []string{"a.example"}, get1, errConnectRefused},
-		{"Upgrade websocket", "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", nil, "", errUpgradeRefused},
-		{"Upgrade h2c after a request", get1 + "GET / HTTP/1.1\r\nHost: a.example\r\nupgrade: h2c\r\n\r\n", []string{"a.example"}, get1, errUpgradeRefused},
+		{"connect lower case after a request", get1 + "connect a.example:443 HTTP/1.1\r\nHost: a.example\r\n\r\n", onlyA, get1, errConnectRefused},
+		{"Upgrade websocket", getA + "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", nil, "", errUpgradeRefused},
+		{"Upgrade h2c after a request", get1 + getA + "upgrade: h2c\r\n\r\n", onlyA, get1, errUpgradeRefused},
 
-		{"HTTP/0.9", "GET /\r\n\r\n", nil, "", errHTTPMalformed},
-		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", nil, "", errHTTPMalformed},
-		{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"lower-case version", "GET / http/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"two spaces in request line", "GET  / HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"tab in request line", "GET\t/ HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"non-ASCII target", "GET /\xff HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"two equal Host fields", "GET / HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", nil, "", errHTTPMalformed},
-		{"HTTP/1.0 origin-form without Host", "GET / HTTP/1.0\r\n\r\n", nil, "", errHTTPMalformed},
-		{"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host with path", "GET / HTTP/1.1\r\nHost: a.example/x\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host port 0", "GET / HTTP/1.1\r\nHost: a.example:0\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host port 65536", "GET / HTTP/1.1\r\nHost: a.example:65536\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host empty port", "GET / HTTP/1.1\r\nHost: a.example:\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host two ports", "GET / HTTP/1.1\r\nHost: a.example:80:80\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Host unclosed bracket", "GET / HTTP/1.1\r\nHost: [2001:db8::1\r\n\r\n", nil, "", errHTTPMalformed},
-		{"absolute-form disagrees with Host", "GET http://deny.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"absolute-form with userinfo", "GET http://a.example@deny.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"absolute-form empty authority", "GET http:///x HTTP/1.0\r\n\r\n", nil, "", errHTTPMalformed},
-		{"authority-form GET", "GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"asterisk GET", "GET * HTTP/1.1\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"obs-fold", "GET / HTTP/1.1\r\nHost: a.example\r\nX: a\r\n b\r\n\r\n", nil, "", errHTTPMalformed},
-		{"obs-fold first field", "GET / HTTP/1.1\r\n Host: deny.example\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"space before colon", "GET / HTTP/1.1\r\nHost : a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"tab before colon", "GET / HTTP/1.1\r\nHost\t: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"field without colon", "GET / HTTP/1.1\r\nHost: a.example\r\nX\r\n\r\n", nil, "", errHTTPMalformed},
-		{"bare CR inside a field", "GET / HTTP/1.1\r\nX: a\rHost: deny.example\r\nHost: a.example\r\n\r\n", nil, "", errHTTPMalformed},
-		{"CR CR LF", "GET / HTTP/1.1\r\nHost: a.example\r\r\n\r\n", nil, "", errHTTPMalformed},
-		{"bare CR before request line", "\r\r\n" + get1, nil, "", errHTTPMalformed},
-		{"NUL in a value", "GET / HTTP/1.1\r\nHost: a.example\r\nX: \x00\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Transfer-Encoding and Content-Length", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", nil, "", errHTTPMalformed},
-		{"differing Content-Length", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\nContent-Length: 43\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Content-Length list", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4, 4\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Content-Length signed", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: +4\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Content-Length 19 digits", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1000000000000000000\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Transfer-Encoding gzip, chunked", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Transfer-Encoding with Kelvin sign", "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chun\u212aed\r\n\r\n", nil, "", errHTTPMalformed},
-		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n", nil, "", errHTTPMalformed},
-		{"101 header fields", "GET / HTTP/1.1\r\nHost: a.example\r\n" + strings.Repeat("X: y\r\n", 100) + "\r\n", nil, "", errHTTPMalformed},
-		{"head over 32 KiB", "GET / HTTP/1.1\r\nHost: a.example\r\nX: " + long + "\r\n\r\n", nil, "", errHTTPMalformed},
 		{"head cut short", get1[:20], nil, "", io.ErrUnexpectedEOF},
 
-		{"body cut short", "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 9\r\n\r\nabc", []string{"a.example"}, same, io.ErrUnexpectedEOF},
-		{"chunk size not hex", chunked + "5g\r\nhello\r\n", []string{"a.example"}, chunked, errHTTPMalformed},
-		{"chunk size line with bare LF", chunked + "5\nhello\r\n0\r\n\r\n", []string{"a.example"}, chunked, errHTTPMalformed},
-		{"chunk size trailing space", chunked + "5 \r\nhello\r\n0\r\n\r\n", []string{"a.example"}, chunked, errHTTPMalformed},
-		{"chunk size overflow", chunked + "10000000000000000\r\n", []string{"a.example"}, chunked, errHTTPMalformed},
-		{"chunk extension with bare CR", chunked + "5;a\rb\r\nhello\r\n0\r\n\r\n", []string{"a.example"}, chunked, errHTTPMalformed},
-		{"chunk data longer than its size", chunked + "3\r\nhello\r\n0\r\n\r\n", []string{"a.example"}, chunked + "3\r\nhel", errHTTPMalformed},
-		{"chunk data then bare LF", chunked + "5\r\nhello\n0\r\n\r\n", []string{"a.example"}, chunked + "5\r\nhello", errHTTPMalformed},
-		{"trailer with Host", chunked + "0\r\nHost: deny.example\r\n\r\n", []string{"a.example"}, chunked + "0\r\n", errHTTPMalformed},
-		{"trailer obs-fold", chunked + "0\r\nX: a\r\n b\r\n\r\n", []string{"a.example"}, chunked + "0\r\nX: a\r\n", errHTTPMalformed},
-		{"trailer with bare LF", chunked + "0\r\nX: a\n\r\n", []string{"a.example"}, chunked + "0\r\n", errHTTPMalformed},
-		{"chunked cut short", chunked + "5\r\nhel", []string{"a.example"}, chunked + "5\r\nhel", io.ErrUnexpectedEOF},
+		{"body cut short", post + "Content-Length: 9\r\n\r\nabc", onlyA, same, io.ErrUnexpectedEOF},
+		{"chunk size not hex", chunked + "5g\r\nhello\r\n", onlyA, chunked, errHTTPMalformed},
+		{"chunk size line with bare LF", chunked + "5\nhello\r\n0\r\n\r\n", onlyA, chunked, errHTTPMalformed},
+		{"chunk size trailing space", chunked + "5 \r\nhello\r\n0\r\n\r\n", onlyA, chunked, errHTTPMalformed},
+		{"chunk size overflow", chunked + "10000000000000000\r\n", onlyA, chunked, errHTTPMalformed},
+		{"chunk extension with bare CR", chunked + "5;a\rb\r\nhello\r\n0\r\n\r\n", onlyA, chunked, errHTTPMalformed},
+		{"chunk data longer than its size", chunked + "3\r\nhello\r\n0\r\n\r\n", onlyA, chunked + "3\r\nhel", errHTTPMalformed},
+		{"chunk data then bare LF", chunked + "5\r\nhello\n0\r\n\r\n", onlyA, chunked + "5\r\nhello", errHTTPMalformed},
+		{"trailer with Host", chunked + "0\r\nHost: deny.example\r\n\r\n", onlyA, chunked + "0\r\n", errHTTPMalformed},
+		{"trailer obs-fold", chunked + "0\r\nX: a\r\n b\r\n\r\n", onlyA, chunked + "0\r\nX: a\r\n", errHTTPMalformed},
+		{"trailer with bare LF", chunked + "0\r\nX: a\n\r\n", onlyA, chunked + "0\r\n", errHTTPMalformed},
+		{"chunked cut short", chunked + "5\r\nhel", onlyA, chunked + "5\r\nhel", io.ErrUnexpectedEOF},
+	}
+	// Malformed heads: refused before check, nothing forwarded.
+	for _, m := range []struct{ name, in string }{
+		{"HTTP/0.9", "GET /\r\n\r\n"},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"},
+		{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a.example\r\n\r\n"},
+		{"lower-case version", "GET / http/1.1\r\nHost: a.example\r\n\r\n"},
+		{"two spaces in request line", "GET  / HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"tab in request line", "GET\t/ HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"non-ASCII target", "GET /\xff HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"two equal Host fields", getA + "Host: a.example\r\n\r\n"},
+		{"HTTP/1.1 without Host", get11 + "\r\n"},
+		{"HTTP/1.0 origin-form without Host", "GET / HTTP/1.0\r\n\r\n"},
+		{"empty Host", get11 + "Host:\r\n\r\n"},
+		{"Host with path", get11 + "Host: a.example/x\r\n\r\n"},
+		{"Host with userinfo", get11 + "Host: u@a.example\r\n\r\n"},
+		{"Host port 0", get11 + "Host: a.example:0\r\n\r\n"},
+		{"Host port 65536", get11 + "Host: a.example:65536\r\n\r\n"},
+		{"Host empty port", get11 + "Host: a.example:\r\n\r\n"},
+		{"Host two ports", get11 + "Host: a.example:80:80\r\n\r\n"},
+		{"Host unclosed bracket", get11 + "Host: [2001:db8::1\r\n\r\n"},
+		{"absolute-form disagrees with Host", "GET http://deny.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"absolute-form with userinfo", "GET http://a.example@deny.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"absolute-form empty authority", "GET http:///x HTTP/1.0\r\n\r\n"},
+		{"authority-form GET", "GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"asterisk GET", "GET * HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+		{"obs-fold", getA + "X: a\r\n b\r\n\r\n"},
+		{"obs-fold first field", get11 + " Host: deny.example\r\nHost: a.example\r\n\r\n"},
+		{"space before colon", get11 + "Host : a.example\r\n\r\n"},
+		{"tab before colon", get11 + "Host\t: a.example\r\n\r\n"},
+		{"field without colon", getA + "X\r\n\r\n"},
+		{"bare CR inside a field", get11 + "X: a\rHost: deny.example\r\nHost: a.example\r\n\r\n"},
+		{"CR CR LF", get11 + "Host: a.example\r\r\n\r\n"},
+		{"bare CR before request line", "\r\r\n" + get1},
+		{"NUL in a value", getA + "X: \x00\r\n\r\n"},
+		{"Content-Length and Transfer-Encoding", post + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"Transfer-Encoding and Content-Length", post + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"},
+		{"differing Content-Length", post + "Content-Length: 4\r\nContent-Length: 43\r\n\r\n"},
+		{"Content-Length list", post + "Content-Length: 4, 4\r\n\r\n"},
+		{"Content-Length signed", post + "Content-Length: +4\r\n\r\n"},
+		{"Content-Length 19 digits", post + "Content-Length: 1000000000000000000\r\n\r\n"},
+		{"Transfer-Encoding gzip, chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n"},
+		{"Transfer-Encoding twice", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"Transfer-Encoding with Kelvin sign", post + "Transfer-Encoding: chun\u212aed\r\n\r\n"},
+		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"101 header fields", getA + strings.Repeat("X: y\r\n", 100) + "\r\n"},
+		{"head over 32 KiB", getA + "X: " + long + "\r\n\r\n"},
+	} {
+		tests = append(tests, gateCase{m.name, m.in, nil, "", errHTTPMalformed})
 	}
 	for _, tt := range tests {
 		if tt.out == same {
@@ -187,20 +195,15 @@ func TestGateHTTP(t *testing.T) {
 				if strings.Join(got.hosts, " ") != strings.Join(tt.hosts, " ") {
 					t.Errorf("%s: check saw %q, want %q", mode, got.hosts, tt.hosts)
 				}
+				if tt.err == errTestDenied && !strings.Contains(got.err.Error(), strconv.Quote(got.hosts[len(got.hosts)-1])) {
+					t.Errorf("%s: err %q does not name the denied host", mode, got.err)
+				}
 				if got.out != tt.out {
 					t.Errorf("%s: upstream got %d bytes %.80q, want %d bytes %.80q", mode, len(got.out), got.out, len(tt.out), tt.out)
 				}
 			}
 			checkGateInvariants(t, []byte(tt.in))
 		})
-	}
-}
-
-// TestGateHTTPDenialErrorNamesHost checks the error carries the judged host.
-func TestGateHTTPDenialErrorNamesHost(t *testing.T) {
-	got := runGate(t, strings.NewReader(get1+"GET / HTTP/1.1\r\nHost: deny.example:81\r\n\r\n"), 4096)
-	if got.err == nil || !strings.Contains(got.err.Error(), `host "deny.example"`) {
-		t.Errorf("err = %v, want it to name host \"deny.example\"", got.err)
 	}
 }
 
@@ -219,7 +222,13 @@ func TestGateHTTPWaitsForResponses(t *testing.T) {
 	want, have := 0, 0
 	for _, r := range reqs[:3] {
 		c.Write([]byte(r))
-		for want += len(r); have < want; have += <-up.got {
+		for want += len(r); have < want; {
+			select {
+			case n := <-up.got:
+				have += n
+			case <-time.After(10 * time.Second): // a hang guard, not a timing assertion
+				t.Fatalf("upstream has %d of %d bytes while the gate waits for the client", have, want)
+			}
 		}
 	}
 	c.Write([]byte(reqs[3]))
@@ -334,11 +343,9 @@ func stripPort(h string) string {
 	return h
 }
 
+// FuzzGateHTTP's seeds are in testdata/fuzz/FuzzGateHTTP.
 func FuzzGateHTTP(f *testing.F) {
-	for _, s := range []string{get1 + get2, smuggled, chunked + "5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n" + get1,
-		"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 43\r\n\r\n" + smuggled + smuggled} {
-		f.Add([]byte(s))
-	}
+	f.Add([]byte(get1 + get2))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkGateInvariants(t, in)
 	})

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,13 +21,16 @@ const (
 	maxCacheNames = 65536
 )
 
-// Upstream resolves names through the configured upstream servers, trying
-// them in order, and caches answers for their TTL.
+// Upstream is egressd's one client of the configured upstream servers. The
+// filtering resolver forwards allowed questions through Exchange; the proxy
+// pins flows with LookupAddrs, which caches addresses for their TTL.
 type Upstream struct {
 	servers []netip.AddrPort
 	timeout time.Duration
 	udp     *dns.Client
 	tcp     *dns.Client
+
+	preferred atomic.Uint32 // index of the server that answered last
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry
@@ -48,6 +52,12 @@ func NewUpstream(servers []netip.AddrPort, timeout time.Duration) *Upstream {
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 		cache:   map[string]cacheEntry{},
 	}
+}
+
+// budget is how long Exchange may take when every server times out, over
+// UDP and then TCP.
+func (u *Upstream) budget() time.Duration {
+	return 2 * u.timeout * time.Duration(max(len(u.servers), 1)) // UDP, then TCP on truncation
 }
 
 // ErrNoAddress is returned for a name with no A or AAAA record.
@@ -119,24 +129,61 @@ func (u *Upstream) lookup(ctx context.Context, name string) ([]netip.Addr, time.
 	return nil, 0, errors.Join(errs...)
 }
 
-// query asks each server in turn for name/qt until one answers.
+// query asks the upstream servers for name/qt (Exchange) and returns the
+// addresses of the answer.
 func (u *Upstream) query(ctx context.Context, name string, qt uint16) ([]netip.Addr, time.Duration, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qt)
+	r, err := u.Exchange(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return addrsOf(r, qt)
+}
+
+// upstreamUDPSize is the EDNS0 buffer size egressd advertises upstream and
+// to clients: the DNS Flag Day 2020 value, which fits an IPv6 minimum MTU
+// packet and so is never fragmented.
+const upstreamUDPSize = 1232
+
+// Exchange sends q, a query with exactly one question, to the upstream
+// servers and returns the first answer that matches the question with
+// rcode NOERROR or NXDOMAIN. It starts with the server that answered last
+// and fails over to the next on a timeout, a transport error, a mismatched
+// answer or another rcode (SERVFAIL, REFUSED, ...). Each attempt carries a
+// fresh random ID from a new socket (random source port); a truncated UDP
+// answer is asked again over TCP. Exchange sets RD and, unless q already
+// has one, an EDNS0 OPT record; q is modified.
+func (u *Upstream) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	if len(q.Question) != 1 {
+		return nil, errors.New("dnsfilter: upstream query needs exactly one question")
+	}
 	q.RecursionDesired = true
+	if q.IsEdns0() == nil {
+		q.SetEdns0(upstreamUDPSize, false)
+	}
+	n := len(u.servers)
+	if n == 0 {
+		return nil, errors.New("dnsfilter: no upstream_dns configured")
+	}
+	first := int(u.preferred.Load()) % n
 	var errs []error
-	for _, srv := range u.servers {
-		r, err := u.exchange(ctx, q, srv)
+	for i := range n {
+		idx := (first + i) % n
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		q.Id = dns.Id()
+		r, err := u.exchange(ctx, q, u.servers[idx])
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		return addrsOf(r, qt)
+		u.preferred.Store(uint32(idx))
+		return r, nil
 	}
-	if len(errs) == 0 {
-		return nil, 0, errors.New("dnsfilter: no upstream_dns configured")
-	}
-	return nil, 0, errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 // exchange sends q to srv over UDP, and over TCP when the answer is
@@ -149,8 +196,11 @@ func (u *Upstream) exchange(ctx context.Context, q *dns.Msg, srv netip.AddrPort)
 	if err != nil {
 		return nil, fmt.Errorf("dnsfilter: upstream %s: %w", srv, err)
 	}
+	if !r.Response || r.Opcode != dns.OpcodeQuery {
+		return nil, fmt.Errorf("dnsfilter: upstream %s: not an answer to a query", srv)
+	}
 	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, q.Question[0].Name) ||
-		r.Question[0].Qtype != q.Question[0].Qtype {
+		r.Question[0].Qtype != q.Question[0].Qtype || r.Question[0].Qclass != q.Question[0].Qclass {
 		return nil, fmt.Errorf("dnsfilter: upstream %s: answer does not match question %s", srv, q.Question[0].Name)
 	}
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {

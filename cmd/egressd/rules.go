@@ -59,8 +59,7 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 }
 
 // rulesFor translates a sandbox set into what the kernel rules
-// need. The resolver port stays 0 (DNS dropped) until egressd has a
-// filtering resolver.
+// need: DNS goes to the filtering resolver on proxy.dns_port.
 func rulesFor(cfg *config.Config, set *policy.Set) ([]iptables.Sandbox, iptables.Ports) {
 	var sbs []iptables.Sandbox
 	for _, sb := range set.All() {
@@ -74,7 +73,7 @@ func rulesFor(cfg *config.Config, set *policy.Set) ([]iptables.Sandbox, iptables
 			DenyCIDRs:  prefixes(spec.DenyCIDRs),
 		})
 	}
-	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort}
+	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}
 }
 
 // prefixes parses lists that policy.Compile already normalised.

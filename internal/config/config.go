@@ -27,6 +27,7 @@ type Config struct {
 	Proxy     Proxy
 	Admin     Admin
 	State     State
+	DNS       DNS
 	Sandboxes *policy.Set // at least one
 }
 
@@ -39,6 +40,14 @@ type Proxy struct {
 	DialTimeout        time.Duration    // upstream connect timeout
 	ShutdownTimeout    time.Duration    // how long live flows may drain on SIGTERM
 	MaxConnsPerSandbox int              // concurrent proxied connections per sandbox
+}
+
+// DNS is the [dns] section: the filtering resolver (package dnsfilter).
+type DNS struct {
+	MinBindingTTL         time.Duration // an answered address stays bound to its name at least this long
+	BlockPrivateAnswers   bool          // strip private, loopback, link-local, CGNAT and ULA answers for allow_domains names
+	CacheSize             int           // answers kept in the shared cache; 0: no cache
+	MaxBindingsPerSandbox int           // (name, address) bindings kept per sandbox, least recently used evicted
 }
 
 // Admin is the [admin] section.
@@ -75,6 +84,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		Proxy: v.proxy(fc.Proxy),
 		Admin: v.admin(fc.Admin),
 		State: v.state(fc.State),
+		DNS:   v.dns(fc.DNS),
 	}
 	sbs := v.sandboxes(fc.Sandbox)
 	if err := v.errs.err(); err != nil {

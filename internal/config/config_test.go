@@ -78,6 +78,9 @@ func TestExample(t *testing.T) {
 	if cfg.Admin != (Admin{Socket: "/run/egressd/admin.sock", Metrics: "127.0.0.1:9464"}) {
 		t.Errorf("admin = %+v", cfg.Admin)
 	}
+	if want := (DNS{MinBindingTTL: time.Hour, BlockPrivateAnswers: true, CacheSize: 10000, MaxBindingsPerSandbox: 65536}); cfg.DNS != want {
+		t.Errorf("dns = %+v, want %+v", cfg.DNS, want)
+	}
 	if cfg.State.Dir != "/var/lib/egressd" {
 		t.Errorf("state.dir = %q", cfg.State.Dir)
 	}
@@ -145,8 +148,14 @@ func TestDefaults(t *testing.T) {
 			ShutdownTimeout:    10 * time.Second,
 			MaxConnsPerSandbox: DefaultMaxConnsPerSandbox,
 		},
-		Admin:     Admin{Socket: DefaultAdminSocket},
-		State:     State{Dir: DefaultStateDir},
+		Admin: Admin{Socket: DefaultAdminSocket},
+		State: State{Dir: DefaultStateDir},
+		DNS: DNS{
+			MinBindingTTL:         time.Hour,
+			BlockPrivateAnswers:   true,
+			CacheSize:             DefaultCacheSize,
+			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
+		},
 		Sandboxes: cfg.Sandboxes,
 	}
 	if !reflect.DeepEqual(*cfg, want) {

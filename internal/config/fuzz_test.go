@@ -58,6 +58,12 @@ func marshal(t *testing.T, cfg *Config) []byte {
 		},
 		Admin: fileAdmin{Socket: cfg.Admin.Socket, Metrics: cfg.Admin.Metrics},
 		State: fileState{Dir: cfg.State.Dir},
+		DNS: fileDNS{
+			MinBindingTTL:         cfg.DNS.MinBindingTTL.String(),
+			BlockPrivateAnswers:   cfg.DNS.BlockPrivateAnswers,
+			CacheSize:             cfg.DNS.CacheSize,
+			MaxBindingsPerSandbox: cfg.DNS.MaxBindingsPerSandbox,
+		},
 	}
 	for _, u := range cfg.Proxy.UpstreamDNS {
 		fc.Proxy.UpstreamDNS = append(fc.Proxy.UpstreamDNS, u.String())
@@ -93,7 +99,7 @@ func summarize(cfg *Config) any {
 		}
 		sbs = append(sbs, s)
 	}
-	return []any{cfg.Proxy, cfg.Admin, cfg.State, sbs}
+	return []any{cfg.Proxy, cfg.Admin, cfg.State, cfg.DNS, sbs}
 }
 
 // TestRoundTrip runs the fuzz property on the example config.

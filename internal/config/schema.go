@@ -9,6 +9,7 @@ type fileConfig struct {
 	Proxy   fileProxy     `toml:"proxy"`
 	Admin   fileAdmin     `toml:"admin"`
 	State   fileState     `toml:"state"`
+	DNS     fileDNS       `toml:"dns"`
 	Sandbox []fileSandbox `toml:"sandbox"`
 }
 
@@ -20,6 +21,13 @@ type fileProxy struct {
 	MaxConnsPerSandbox int      `toml:"max_conns_per_sandbox"`
 	DialTimeout        string   `toml:"dial_timeout" want:"a duration string such as \"5s\""`
 	ShutdownTimeout    string   `toml:"shutdown_timeout" want:"a duration string such as \"5s\""`
+}
+
+type fileDNS struct {
+	MinBindingTTL         string `toml:"min_binding_ttl" want:"a duration string such as \"1h\""`
+	BlockPrivateAnswers   bool   `toml:"block_private_answers" want:"true or false"`
+	CacheSize             int    `toml:"cache_size"`
+	MaxBindingsPerSandbox int    `toml:"max_bindings_per_sandbox"`
 }
 
 type fileAdmin struct {
@@ -53,6 +61,11 @@ const (
 	DefaultAdminSocket        = "/run/egressd/admin.sock"
 	DefaultMetrics            = "" // off
 	DefaultStateDir           = "/var/lib/egressd"
+
+	DefaultMinBindingTTL         = "1h"
+	DefaultBlockPrivateAnswers   = true
+	DefaultCacheSize             = 10000
+	DefaultMaxBindingsPerSandbox = 65536
 )
 
 // defaultFile is the schema pre-filled with the defaults; decoding only
@@ -69,5 +82,11 @@ func defaultFile() fileConfig {
 		},
 		Admin: fileAdmin{Socket: DefaultAdminSocket, Metrics: DefaultMetrics},
 		State: fileState{Dir: DefaultStateDir},
+		DNS: fileDNS{
+			MinBindingTTL:         DefaultMinBindingTTL,
+			BlockPrivateAnswers:   DefaultBlockPrivateAnswers,
+			CacheSize:             DefaultCacheSize,
+			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
+		},
 	}
 }

@@ -124,20 +124,14 @@ func (v *validator) policy(i int, f *fileSandbox) *policy.Policy {
 		v.sbBad(i, f, "mode", stringValue("mode", f.Mode, "must be allow-all, deny-all or custom"))
 		return nil
 	}
-	ok := true
-	for _, l := range []struct {
-		key  string
-		list []string
-	}{{"allow_domains", f.AllowDomains}, {"allow_cidrs", f.AllowCIDRs}, {"deny_cidrs", f.DenyCIDRs}} {
-		if len(l.list) > 0 && !listAllowed(mode, l.key) {
-			v.sbBad(i, f, l.key, fmt.Errorf("%s is not allowed in mode %s", l.key, mode))
-			ok = false
+	spec := policy.Spec{Mode: mode, AllowDomains: f.AllowDomains, AllowCIDRs: f.AllowCIDRs, DenyCIDRs: f.DenyCIDRs}
+	if les := spec.ListErrors(); len(les) > 0 {
+		for _, le := range les {
+			v.sbBad(i, f, le.Field, le)
 		}
-	}
-	if !ok {
 		return nil
 	}
-	p, err := policy.Compile(policy.Spec{Mode: mode, AllowDomains: f.AllowDomains, AllowCIDRs: f.AllowCIDRs, DenyCIDRs: f.DenyCIDRs})
+	p, err := policy.Compile(spec)
 	if err != nil {
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
@@ -148,18 +142,6 @@ func (v *validator) policy(i int, f *fileSandbox) *policy.Policy {
 		return nil
 	}
 	return p
-}
-
-// listAllowed says whether a list means anything in mode: deny-all takes
-// no list; allow-all only deny_cidrs (everything else is allowed anyway).
-func listAllowed(mode policy.Mode, key string) bool {
-	switch mode {
-	case policy.ModeDenyAll:
-		return false
-	case policy.ModeAllowAll:
-		return key == "deny_cidrs"
-	}
-	return true
 }
 
 // maxNameLen bounds sandbox names: they appear in log lines, metric

@@ -1,0 +1,160 @@
+package dnsfilter
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMinBindingTTL         = time.Hour
+	DefaultMaxBindingsPerSandbox = 65536
+)
+
+// Options configures a Resolver.
+type Options struct {
+	Port     int       // proxy.dns_port: UDP and TCP, IPv4 and IPv6
+	Upstream *Upstream // where allowed questions go; shared with the proxy
+
+	MinBindingTTL         time.Duration // dns.min_binding_ttl; 0: DefaultMinBindingTTL
+	BlockPrivateAnswers   bool          // dns.block_private_answers
+	CacheSize             int           // dns.cache_size; 0: no cache
+	MaxBindingsPerSandbox int           // dns.max_bindings_per_sandbox; 0: the default
+
+	Logger *zap.Logger
+}
+
+// Resolver is the filtering resolver. Query is its socket-free core;
+// Listen and Serve put it on the network. It is safe for concurrent use.
+type Resolver struct {
+	opts      Options
+	log       *zap.Logger
+	sandboxes atomic.Pointer[policy.Set]
+	swapMu    sync.Mutex // serialises SetSandboxes
+	cache     *answerCache
+	fast      *fastCache // nil without a cache
+	flight    flight
+	binds     *bindings
+	stats     counters
+	now       func() time.Time
+
+	udp        []*net.UDPConn
+	tcp        []*net.TCPListener
+	raw4, raw6 *net.IPConn
+	inflight   chan struct{} // bounds concurrent UDP queries
+}
+
+// NewResolver returns a resolver that answers the sandboxes of set.
+func NewResolver(opts Options, set *policy.Set) *Resolver {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.MinBindingTTL <= 0 {
+		opts.MinBindingTTL = DefaultMinBindingTTL
+	}
+	if opts.MaxBindingsPerSandbox <= 0 {
+		opts.MaxBindingsPerSandbox = DefaultMaxBindingsPerSandbox
+	}
+	r := &Resolver{
+		opts:     opts,
+		log:      opts.Logger.Named("dns").WithOptions(sampled),
+		cache:    newAnswerCache(opts.CacheSize),
+		fast:     newFastCache(opts.CacheSize),
+		binds:    newBindings(opts.MaxBindingsPerSandbox),
+		now:      time.Now,
+		inflight: make(chan struct{}, maxInflight),
+	}
+	r.sandboxes.Store(set)
+	return r
+}
+
+// sampled keeps the per-query lines readable under a flood: per message
+// and level, the first 20 lines of each second, then one in 200.
+var sampled = zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+	return zapcore.NewSamplerWithOptions(c, time.Second, 20, 200)
+})
+
+// Bound reports whether the resolver answered address a for name (the
+// normalised question name) to sandbox, in an answer whose binding has
+// not expired: max(record TTL, MinBindingTTL) from the last time it was
+// answered. The proxy then dials a flow's original destination as is.
+func (r *Resolver) Bound(sandbox, name string, a netip.Addr) bool {
+	return r.binds.bound(sandbox, name, a, r.now())
+}
+
+// SetSandboxes swaps in a new sandbox set. Bindings of sandboxes that are
+// gone, of names a sandbox may no longer resolve and of addresses its guard
+// now rejects are dropped, and so are cached answers for names no sandbox
+// may resolve any more.
+func (r *Resolver) SetSandboxes(set *policy.Set) {
+	r.swapMu.Lock()
+	defer r.swapMu.Unlock()
+	r.sandboxes.Store(set)
+	if r.fast != nil {
+		r.fast.reset()
+	}
+	dropped := r.binds.prune(func(name string) (func(bindKey) bool, bool) {
+		sb, ok := set.ByName(name)
+		if !ok {
+			return nil, false
+		}
+		return func(k bindKey) bool {
+			d := decide(sb.Policy, k.name)
+			return d.Allowed() && newGuard(sb.Policy, d, r.opts.BlockPrivateAnswers).keep(k.addr)
+		}, true
+	})
+	uncached := r.cache.removeNames(func(name string) bool {
+		for _, sb := range set.All() {
+			if decide(sb.Policy, name).Allowed() {
+				return false
+			}
+		}
+		return true
+	})
+	r.log.Info("sandboxes swapped", zap.Int("bindings_dropped", dropped), zap.Int("answers_uncached", uncached))
+}
+
+// Stats are the resolver's counters since it started.
+type Stats struct {
+	Queries          uint64 // queries from known sandboxes
+	Forwarded        uint64 // answered from the cache or upstream
+	Refused          uint64 // answered with an error without asking upstream
+	Dropped          uint64 // not answered at all (unknown source, deny-all, malformed, overload)
+	CacheHits        uint64
+	UpstreamErrors   uint64 // answered SERVFAIL: no upstream answered
+	CacheEvictions   uint64 // live answers pushed out of the full cache
+	BindingEvictions uint64 // live bindings pushed out by max_bindings_per_sandbox
+	CachedAnswers    int    // answers in the cache now
+}
+
+type counters struct {
+	queries, forwarded, refused, dropped, hits, upstreamErrors atomic.Uint64
+}
+
+// Stats returns the counters, for the metrics endpoint.
+func (r *Resolver) Stats() Stats {
+	return Stats{
+		Queries:          r.stats.queries.Load(),
+		Forwarded:        r.stats.forwarded.Load(),
+		Refused:          r.stats.refused.Load(),
+		Dropped:          r.stats.dropped.Load(),
+		CacheHits:        r.stats.hits.Load(),
+		UpstreamErrors:   r.stats.upstreamErrors.Load(),
+		CacheEvictions:   r.cache.evictions.Load(),
+		BindingEvictions: r.binds.evicted.Load(),
+		CachedAnswers:    r.cache.len(),
+	}
+}
+
+// BindingEvictions counts live (name, address) bindings evicted because a
+// sandbox reached MaxBindingsPerSandbox. A growing count means flows to
+// addresses answered long ago may be denied: raise the bound.
+func (r *Resolver) BindingEvictions() uint64 { return r.binds.evicted.Load() }

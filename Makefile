@@ -16,7 +16,7 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-demo: build
+demo: build deps
 	./examples/demo.sh
 
 bench: build deps

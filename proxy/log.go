@@ -23,8 +23,9 @@ const (
 	keyDuration  = "duration"
 )
 
-// logFlow writes the one decision line of a flow.
+// logFlow counts an ended flow and writes its one decision line.
 func (s *Server) logFlow(f *flow, d policy.Decision, err error) {
+	s.stats.count(f, d)
 	level := zap.InfoLevel
 	if !d.Allowed() {
 		level = zap.WarnLevel

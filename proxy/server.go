@@ -46,6 +46,7 @@ type Server struct {
 	log       *zap.Logger
 	sandboxes atomic.Pointer[policy.Set]
 	flows     *registry
+	stats     counters
 	swapMu    sync.Mutex // serialises SetSandboxes
 	lns       []*net.TCPListener
 }
@@ -134,6 +135,7 @@ func (s *Server) SetSandboxes(set *policy.Set) {
 	for _, f := range s.flows.list() {
 		if d, ok := rejudge(set, f); !ok {
 			s.log.Info("flow cut by policy change", flowFields(f, d)...)
+			s.stats.cut.Add(1)
 			f.kill()
 		}
 	}

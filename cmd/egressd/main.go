@@ -30,6 +30,7 @@ var commands = []command{
 	{"run", "install the kernel rules and serve the proxy", runCmd},
 	{"rules", "print the kernel ruleset run would install", rulesCmd},
 	{"cleanup", "remove every kernel rule and route egressd installed", cleanupCmd},
+	{"policy", "show or change a running egressd's sandbox policies (admin API)", policyCmd},
 	{"version", "print egressd's version", versionCmd},
 }
 

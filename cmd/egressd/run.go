@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/admin"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/iptables"
@@ -54,13 +56,16 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err != nil {
 		return err
 	}
+	up := dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout)
+	res := newResolver(cfg, up, ctl.Sandboxes(), log)
 	srv := proxy.NewServer(proxy.Options{
 		Port:               cfg.Proxy.TProxyPort,
 		PeekTimeout:        cfg.Proxy.PeekTimeout,
 		DialTimeout:        cfg.Proxy.DialTimeout,
 		ShutdownTimeout:    cfg.Proxy.ShutdownTimeout,
 		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
-		Resolver:           dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout),
+		Resolver:           up,
+		Bindings:           res,
 		Logger:             log,
 	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is
@@ -68,7 +73,22 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err := srv.Listen(ctx); err != nil {
 		return err
 	}
+	if err := res.Listen(ctx); err != nil {
+		return err
+	}
+	// The admin socket exists from here on, but connections wait in its
+	// backlog until Start: it answers only once everything is up.
+	adm, err := admin.Listen(cfg.Admin.Socket, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	metrics, err := listenMetrics(cfg.Admin.Metrics)
+	if err != nil {
+		return err
+	}
 	ctl.AddComponent(srv)
+	ctl.AddComponent(res)
 	if err := ctl.Apply(ctx); err != nil {
 		return err
 	}
@@ -76,6 +96,14 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		defer removeRules(log)
 	}
 	go reloadOnHUP(ctx, log, path, ctl)
+	go serveDNS(ctx, res, log)
+	if metrics != nil {
+		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res), log)
+	}
+	adm.Start(admin.NewHandler(ctl, srv, log))
+	if _, err := admin.NotifyReady(); err != nil {
+		log.Warn("systemd readiness notification failed", zap.Error(err))
+	}
 	log.Info("ready", zap.String("config", path), zap.Int("sandboxes", len(cfg.Sandboxes.All())),
 		zap.Int("tproxy_port", cfg.Proxy.TProxyPort))
 	err = srv.Serve(ctx)
@@ -84,6 +112,15 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// listenMetrics opens the Prometheus endpoint's listener; nil when
+// admin.metrics is off.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return admin.ListenMetrics(addr)
 }
 
 // applyKernel is the controller's hook into the kernel rules.

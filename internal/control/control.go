@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -118,21 +119,25 @@ func (c *Controller) Source(name string) Source {
 	return SourceConfig
 }
 
-// Reload switches to a new config file. The overrides stay in force. Keys
-// outside [[sandbox]] need a restart; a change to them is logged and the
-// rest applied.
+// Reload switches to a new config file's sandboxes. The overrides stay in
+// force. Keys outside [[sandbox]] (ports, upstreams, timeouts, [dns],
+// [admin], [state]) keep their running values until a restart: the kernel
+// rules must keep pointing at the ports egressd listens on. A change to
+// them is logged.
 func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	set, err := c.build(cfg, c.overrides)
+	next := *c.cfg
+	next.Path, next.Sandboxes = cfg.Path, cfg.Sandboxes
+	set, err := c.build(&next, c.overrides)
 	if err != nil {
 		return err
 	}
-	c.warnRestartOnly(cfg)
-	if err := c.commit(ctx, cfg, set); err != nil {
+	if err := c.commit(ctx, &next, set); err != nil {
 		return err
 	}
-	c.cfg = cfg
+	c.warnRestartOnly(cfg)
+	c.cfg = &next
 	return nil
 }
 
@@ -143,6 +148,9 @@ func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spe
 	defer c.mu.Unlock()
 	if _, ok := c.cfg.Sandboxes.ByName(name); !ok {
 		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
+	}
+	if err := CheckSpec(spec); err != nil {
+		return fmt.Errorf("sandbox %q: %w", name, err)
 	}
 	next := cloneOverrides(c.overrides)
 	next[name] = spec
@@ -213,9 +221,8 @@ func (c *Controller) build(cfg *config.Config, overrides map[string]policy.Spec)
 
 func (c *Controller) warnRestartOnly(cfg *config.Config) {
 	old := c.cfg
-	if old.Proxy.TProxyPort != cfg.Proxy.TProxyPort || old.Proxy.DNSPort != cfg.Proxy.DNSPort ||
-		old.Admin != cfg.Admin || old.State != cfg.State {
-		c.log.Warn("reload: ports, [admin] and [state] changes need a restart; sandbox changes applied")
+	if !reflect.DeepEqual(old.Proxy, cfg.Proxy) || old.DNS != cfg.DNS || old.Admin != cfg.Admin || old.State != cfg.State {
+		c.log.Warn("reload: sandboxes applied; changes to [proxy], [dns], [admin] and [state] need a restart")
 	}
 }
 

@@ -89,6 +89,7 @@ shutdown_timeout = "2s"
 
 [admin]
 socket = %q
+metrics = "127.0.0.1:9464"
 
 [state]
 dir = %q

@@ -2,16 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/egressd/egressd/internal/netnstest"
+	"github.com/egressd/egressd/internal/testcert"
 )
 
 // recorder keeps every event a server saw, e.g. "tls 198.51.100.10:443 sni=allowed.test".
@@ -120,7 +115,10 @@ func startInternet(t *testing.T, ns string) *internet {
 	if err := netnstest.Do(ns, func() (err error) { socks, err = openSockets(); return err }); err != nil {
 		t.Fatalf("internet sockets: %v", err)
 	}
-	cert, caPEM := selfSigned(t)
+	cert, caPEM, err := testcert.New("egressd e2e", serverNames)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := &internet{rec: &recorder{}, caFile: filepath.Join(t.TempDir(), "ca.pem")}
 	if err := os.WriteFile(in.caFile, caPEM, 0o644); err != nil {
 		t.Fatal(err)
@@ -263,31 +261,4 @@ func (in *internet) serveDNS(t *testing.T, pc net.PacketConn) {
 	srv := &dns.Server{PacketConn: pc, Handler: h}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
-}
-
-// selfSigned returns a certificate for serverNames and the PEM of its CA
-// (the certificate is its own CA).
-func selfSigned(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "egressd e2e"},
-		DNSNames:              serverNames,
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -1,0 +1,61 @@
+// Package admin serves egressd's admin API: HTTP on a unix socket, JSON in
+// and out. It is a thin shell over control.Controller (policies) and the
+// proxy's flow registry (connections):
+//
+//	GET    /v1/sandboxes                 name, mode, source, live flows
+//	GET    /v1/sandboxes/{name}/policy   the policy in force
+//	PUT    /v1/sandboxes/{name}/policy   replace it (persisted, then applied)
+//	DELETE /v1/sandboxes/{name}/policy   back to the config file's policy
+//	GET    /v1/connections               live proxied flows
+//
+// Every error is {"error": "..."} with a 4xx or 5xx status. The handlers
+// need no socket (NewHandler, tested with httptest); Listen and Start put
+// them on the socket, whose file mode (0600, in a 0700 directory) is the
+// access control. The socket answers only once Start is called, which run
+// does after the kernel rules, the proxy and the resolver are up: a
+// successful GET /v1/sandboxes means the sandboxes are enforced.
+package admin
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/proxy"
+)
+
+// Flows lists the live proxied flows; *proxy.Server is one.
+type Flows interface {
+	Flows() []proxy.FlowInfo
+}
+
+// handler holds what the endpoints share.
+type handler struct {
+	ctl   *control.Controller
+	flows Flows // may be nil: no flows
+	log   *zap.Logger
+}
+
+// NewHandler returns the admin API over ctl and flows (nil: no flows).
+func NewHandler(ctl *control.Controller, flows Flows, log *zap.Logger) http.Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &handler{ctl: ctl, flows: flows, log: log.Named("admin")}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sandboxes", h.listSandboxes)
+	mux.HandleFunc("GET /v1/sandboxes/{name}/policy", h.getPolicy)
+	mux.HandleFunc("PUT /v1/sandboxes/{name}/policy", h.putPolicy)
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}/policy", h.deletePolicy)
+	mux.HandleFunc("GET /v1/connections", h.listConnections)
+	return jsonMisses(mux)
+}
+
+// listFlows returns the live flows, none without a flow source.
+func (h *handler) listFlows() []proxy.FlowInfo {
+	if h.flows == nil {
+		return nil
+	}
+	return h.flows.Flows()
+}

@@ -1,0 +1,64 @@
+package admin
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/proxy"
+)
+
+type fakeStats struct {
+	fakeFlows
+	p proxy.Stats
+}
+
+func (f fakeStats) Stats() proxy.Stats { return f.p }
+
+type fakeDNS dnsfilter.Stats
+
+func (f fakeDNS) Stats() dnsfilter.Stats { return dnsfilter.Stats(f) }
+
+func TestMetrics(t *testing.T) {
+	r := newRig(t, nil)
+	px := fakeStats{
+		fakeFlows: fakeFlows{{Sandbox: "open"}, {Sandbox: "open"}, {Sandbox: "picky"}},
+		p:         proxy.Stats{Allowed: 7, Denied: 3, Cut: 1, BytesUp: 100, BytesDown: 2000},
+	}
+	dns := fakeDNS{Forwarded: 5, Refused: 4, Dropped: 2, UpstreamErrors: 1, CacheHits: 3, BindingEvictions: 9, CachedAnswers: 6}
+	w := httptest.NewRecorder()
+	NewMetricsHandler(r.ctl, px, dns).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	body, _ := io.ReadAll(w.Result().Body)
+	for _, want := range []string{
+		`egressd_sandbox_flows{sandbox="open"} 2`,
+		`egressd_sandbox_flows{sandbox="closed"} 0`,
+		`egressd_sandbox_flows{sandbox="picky"} 1`,
+		`egressd_proxy_flows_total{verdict="allow"} 7`,
+		`egressd_proxy_flows_total{verdict="deny"} 3`,
+		`egressd_proxy_flows_cut_total 1`,
+		`egressd_proxy_bytes_total{direction="down"} 2000`,
+		`egressd_dns_queries_total{outcome="refused"} 4`,
+		`egressd_dns_queries_total{outcome="servfail"} 1`,
+		`egressd_dns_binding_evictions_total 9`,
+		`egressd_dns_cached_answers 6`,
+		"# TYPE egressd_proxy_flows_total counter",
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("missing %q in\n%s", want, body)
+		}
+	}
+	if n := strings.Count(string(body), "# TYPE egressd_proxy_flows_total"); n != 1 {
+		t.Errorf("family egressd_proxy_flows_total declared %d times", n)
+	}
+}
+
+func TestMetricsLabelEscaping(t *testing.T) {
+	if got := labels("sandbox", "a\"b\\c\nd"); got != `{sandbox="a\"b\\c\nd"}` {
+		t.Errorf("labels = %s", got)
+	}
+}

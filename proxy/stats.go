@@ -1,0 +1,44 @@
+package proxy
+
+import (
+	"sync/atomic"
+
+	"github.com/egressd/egressd/policy"
+)
+
+// Stats are the proxy's counters since it started, for the metrics
+// endpoint. A flow is counted once, when it ends, under the verdict it
+// ended with.
+type Stats struct {
+	Allowed   uint64 // flows admitted and forwarded
+	Denied    uint64 // flows refused (reset or 403)
+	Cut       uint64 // admitted flows closed because a policy change denies them
+	BytesUp   uint64 // sandbox → upstream, of ended flows
+	BytesDown uint64 // upstream → sandbox, of ended flows
+}
+
+type counters struct {
+	allowed, denied, cut, up, down atomic.Uint64
+}
+
+// count adds an ended flow to the counters.
+func (c *counters) count(f *flow, d policy.Decision) {
+	if d.Allowed() {
+		c.allowed.Add(1)
+	} else {
+		c.denied.Add(1)
+	}
+	c.up.Add(uint64(f.up.Load()))
+	c.down.Add(uint64(f.down.Load()))
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Allowed:   s.stats.allowed.Load(),
+		Denied:    s.stats.denied.Load(),
+		Cut:       s.stats.cut.Load(),
+		BytesUp:   s.stats.up.Load(),
+		BytesDown: s.stats.down.Load(),
+	}
+}

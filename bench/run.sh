@@ -48,16 +48,16 @@ die() { log "error: $*"; exit 1; }
 for t in ip nft haproxy curl go; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
-# Each idle connection through egressd holds six descriptors: two sockets
-# and, per direction, the pipe Go's splice(2) copy keeps while it waits.
-# Without CAP_SYS_RESOURCE the hard limit cannot be raised: fewer idle
+# Each idle connection holds two descriptors in the proxy (its two
+# sockets; egressd takes splice pipes only for bulk flows) and one in each
+# loadgen process. Without CAP_SYS_RESOURCE the hard limit cannot be raised: fewer idle
 # connections then (the per-connection figures stay comparable).
 ulimit -n "$(ulimit -Hn)"
 NOTES=()
 if [ "$(ulimit -n)" != unlimited ]; then
-	idle_max=$((($(ulimit -n) - 1000) / 6))
+	idle_max=$((($(ulimit -n) - 1000) / 2))
 	if [ "$IDLE_N" -gt "$idle_max" ]; then
-		NOTES+=("IDLE_N lowered from $IDLE_N to $idle_max: open-file hard limit $(ulimit -n), egressd needs 6 per idle connection.")
+		NOTES+=("IDLE_N lowered from $IDLE_N to $idle_max: open-file hard limit $(ulimit -n), a proxy needs 2 per idle connection.")
 		log "warning: ${NOTES[-1]}"
 		IDLE_N=$idle_max
 	fi

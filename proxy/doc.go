@@ -7,15 +7,19 @@
 //	accept ──► sandbox by source ──► policy.DecideAddr(dst)
 //	              │ none: reset          │
 //	              ▼                      ├─ deny (deny_cidrs, deny-all): reset
-//	                                     ├─ allow (allow-all, allow_cidrs): dial dst, splice raw
+//	                                     ├─ allow (allow-all, allow_cidrs): dial dst, relay raw
 //	                                     └─ needs a name: peek under peek_timeout
 //	                                          ├─ TLS ClientHello ─► SNI ─┐
 //	                                          ├─ HTTP/1.x head ──► Host ─┤
 //	                                          └─ other: reset            ▼
 //	                                           policy.DecideName ─► pin: dial only an address
 //	                                           the name resolves to (never a spoofed dst)
-//	                                           ─► write peeked bytes ─► splice(2) both ways
+//	                                           ─► write peeked bytes ─► relay both ways
 //
 // Plain HTTP is gated request by request (every Host is checked, bodies are
-// followed to find the next head); TLS is spliced after the ClientHello.
+// followed to find the next head); TLS is relayed after the ClientHello.
+//
+// relay copies a direction through a pooled buffer, held only while bytes
+// move, until 256 KiB have passed, then hands it to splice(2): small
+// exchanges and idle flows cost no pipes, bulk transfers stay zero-copy.
 package proxy

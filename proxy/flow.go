@@ -32,7 +32,6 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, errConnLimit)
 		return
 	}
-	defer s.flows.remove(f)
 	d := sb.Policy.DecideAddr(f.dst.Addr())
 	switch {
 	case d.NeedsName():
@@ -148,7 +147,7 @@ func (g *httpFlow) check(host string) error {
 	}
 	g.host, g.remote = d.Name, remote
 	g.downDone = make(chan struct{})
-	go proxyDown(g.f, remote, g.downDone)
+	go func() { proxyDown(g.f, remote); close(g.downDone) }()
 	return nil
 }
 
@@ -172,7 +171,7 @@ func (g *httpFlow) finish(err error) {
 			d = *g.denial
 		}
 		writeForbidden(f.client, d)
-		g.s.logFlow(f, d, err)
+		g.s.endFlow(f, d, err)
 		f.client.Close()
 		return
 	}
@@ -186,17 +185,17 @@ func (g *httpFlow) finish(err error) {
 	g.remote.Close()
 	f.client.Close()
 	if g.denial != nil {
-		g.s.logFlow(f, *g.denial, err)
+		g.s.endFlow(f, *g.denial, err)
 		return
 	}
-	g.s.logFlow(f, f.decision, err)
+	g.s.endFlow(f, f.decision, err)
 }
 
 // refuse ends a denied flow with a TCP reset and logs the decision.
 func (s *Server) refuse(f *flow, d policy.Decision, err error) {
 	f.client.SetLinger(0)
 	f.client.Close()
-	s.logFlow(f, d, err)
+	s.endFlow(f, d, err)
 }
 
 func writeForbidden(c *net.TCPConn, d policy.Decision) {

@@ -29,7 +29,8 @@ func listenTransparent(ctx context.Context, port int) ([]*net.TCPListener, error
 }
 
 func listenOne(ctx context.Context, network string, port int) (*net.TCPListener, error) {
-	lc := net.ListenConfig{Control: transparentControl(network)}
+	// No TCP keepalive on accepted sockets (see noKeepAlive).
+	lc := net.ListenConfig{Control: transparentControl(network), KeepAlive: noKeepAlive}
 	host := "0.0.0.0"
 	if network == "tcp6" {
 		host = "::"

@@ -23,8 +23,10 @@ const (
 	keyDuration  = "duration"
 )
 
-// logFlow counts an ended flow and writes its one decision line.
-func (s *Server) logFlow(f *flow, d policy.Decision, err error) {
+// endFlow ends a flow: it leaves the registry, is counted and writes its
+// one decision line. Every flow ends exactly once.
+func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
+	s.flows.remove(f)
 	s.stats.count(f, d)
 	level := zap.InfoLevel
 	if !d.Allowed() {

@@ -102,8 +102,13 @@ func (r *registry) add(f *flow, limit int) bool {
 	return true
 }
 
+// remove unregisters f; a flow never added (refused before) is ignored.
 func (r *registry) remove(f *flow) {
 	r.mu.Lock()
+	if _, ok := r.flows[f]; !ok {
+		r.mu.Unlock()
+		return
+	}
 	delete(r.flows, f)
 	if r.perSandbox[f.sandbox]--; r.perSandbox[f.sandbox] == 0 {
 		delete(r.perSandbox, f.sandbox)

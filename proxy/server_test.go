@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,7 +65,23 @@ func newRig(t *testing.T, spec policy.Spec) *rig {
 	r := &rig{srv: srv, addr: ln.Addr().String(), port: port, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-r.done })
+	waitAcceptLoop(t)
 	return r
+}
+
+// waitAcceptLoop waits until Serve's accept goroutine runs, so that goroutine
+// counts taken after newRig include it.
+func waitAcceptLoop(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n := runtime.Stack(buf, true); bytes.Contains(buf[:n], []byte("proxy.(*Server).acceptLoop")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("accept loop not started")
+		}
+	}
 }
 
 func sandboxSet(t *testing.T, spec policy.Spec) *policy.Set {

@@ -2,43 +2,51 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
-// forward dials target, replays the peeked bytes and splices both
-// directions until both sides are done.
+// forward dials target, replays the peeked bytes and relays both
+// directions, each on a fresh goroutine, then returns: the handler's
+// goroutine, whose stack grew while it peeked and dialled, ends, and an
+// idle flow keeps only two shallow stacks. The last direction to finish
+// closes both sides and ends the flow.
 func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, peeked []byte) {
 	remote, err := s.dial(ctx, f, target)
 	if err != nil {
 		s.refuse(f, f.decision, err)
 		return
 	}
-	defer remote.Close()
-	defer f.client.Close()
 	if len(peeked) > 0 {
 		n, err := remote.Write(peeked)
 		f.up.Add(int64(n))
 		if err != nil {
-			s.logFlow(f, f.decision, err)
+			remote.Close()
+			f.client.Close()
+			s.endFlow(f, f.decision, err)
 			return
 		}
 	}
-	done := make(chan struct{})
-	go proxyDown(f, remote, done)
-	err = proxyUp(f, remote)
-	<-done
-	s.logFlow(f, f.decision, err)
+	var pending atomic.Int32
+	pending.Store(2)
+	var upErr error
+	finish := func() {
+		if pending.Add(-1) > 0 {
+			return
+		}
+		remote.Close()
+		f.client.Close()
+		s.endFlow(f, f.decision, upErr)
+	}
+	go func() { proxyDown(f, remote); finish() }()
+	go func() { upErr = proxyUp(f, remote); finish() }()
 }
 
-// proxyUp copies sandbox → upstream. Between two *net.TCPConn io.Copy uses
-// splice(2): the bytes never enter user space. Byte counts are therefore
-// known when a direction ends, not while it runs.
+// proxyUp copies sandbox → upstream (relay: buffered while small, then
+// splice(2)).
 func proxyUp(f *flow, remote *net.TCPConn) error {
-	n, err := io.Copy(remote, f.client)
-	f.up.Add(n)
-	if err != nil {
+	if err := relay(remote, f.client, &f.up); err != nil {
 		f.kill()
 		return err
 	}
@@ -46,12 +54,9 @@ func proxyUp(f *flow, remote *net.TCPConn) error {
 	return nil
 }
 
-// proxyDown copies upstream → sandbox and closes done.
-func proxyDown(f *flow, remote *net.TCPConn, done chan<- struct{}) {
-	defer close(done)
-	n, err := io.Copy(f.client, remote)
-	f.down.Add(n)
-	if err != nil {
+// proxyDown copies upstream → sandbox.
+func proxyDown(f *flow, remote *net.TCPConn) {
+	if err := relay(f.client, remote, &f.down); err != nil {
 		f.kill()
 		return
 	}

@@ -150,35 +150,16 @@ LOADGEN=$WORK/loadgen
 # ---- topology ----------------------------------------------------------------
 
 log "topology $SB ↔ $FW ↔ $IN"
+# shellcheck source=../examples/lockdown/topology.sh
+. "$ROOT/examples/lockdown/topology.sh"
+topo_up "egb-$SUF"
 for ns in "$SB" "$FW" "$IN"; do
-	ip netns add "$ns"
-	ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	# Ephemeral ports above the proxies' listening ports: an outgoing
 	# socket in TIME_WAIT on 15002 would keep HAProxy from binding it.
 	ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="20000 65535" net.ipv4.tcp_tw_reuse=1 \
 		net.core.somaxconn=16384 net.ipv4.tcp_max_syn_backlog=16384
-	ip -n "$ns" link set lo up
 done
-ip -n "$FW" link add veth-sb1 type veth peer name eth0 netns "$SB"
-ip -n "$FW" link add veth-inet type veth peer name eth0 netns "$IN"
-ip -n "$SB" addr add 10.231.0.2/24 dev eth0
-ip -n "$FW" addr add 10.231.0.1/24 dev veth-sb1
-ip -n "$FW" addr add 198.51.100.1/24 dev veth-inet
-ip -n "$IN" addr add 198.51.100.2/24 dev eth0
-ip -n "$IN" addr add "$SERVER_IP/32" dev eth0
-ip -n "$IN" addr add "$DNS_IP/32" dev eth0
-for l in "$SB eth0" "$FW veth-sb1" "$FW veth-inet" "$IN eth0"; do
-	set -- $l
-	ip -n "$1" link set "$2" up
-done
-ip -n "$SB" route add default via 10.231.0.1
-ip -n "$FW" route add default via 198.51.100.2
-ip -n "$IN" route add default via 198.51.100.1
-ip netns exec "$FW" sysctl -q -w net.ipv4.ip_forward=1
-for l in "$SB eth0" "$FW veth-sb1" "$FW veth-inet" "$IN eth0"; do
-	set -- $l
-	wait_for 10 "$2 in $1 up" sh -c "ip -n $1 -o link show dev $2 | grep -q ' state UP '"
-done
+topo_server_addr "$SERVER_IP/32" "$DNS_IP/32"
 
 # ---- the fake internet -------------------------------------------------------
 

@@ -87,24 +87,12 @@ trap 'exit 143' TERM
 
 # ---- topology ----------------------------------------------------------------
 
+# shellcheck source=../../examples/lockdown/topology.sh
+. "$ROOT/examples/lockdown/topology.sh"
+
 topology() {
-	for ns in "$SB" "$FW" "$IN"; do
-		ip netns add "$ns"
-		ip -n "$ns" link set lo up
-	done
-	ip -n "$FW" link add veth-sb1 type veth peer name eth0 netns "$SB"
-	ip -n "$FW" link add veth-inet type veth peer name eth0 netns "$IN"
-	ip -n "$SB" addr add 10.231.0.2/24 dev eth0
-	ip -n "$FW" addr add 10.231.0.1/24 dev veth-sb1
-	ip -n "$FW" addr add 198.51.100.1/24 dev veth-inet
-	ip -n "$IN" addr add 198.51.100.2/24 dev eth0
-	ip -n "$IN" addr add "$AUTH_IP/32" dev eth0
-	for l in "$SB eth0" "$FW veth-sb1" "$FW veth-inet" "$IN eth0"; do
-		set -- $l
-		ip -n "$1" link set "$2" up
-	done
-	ip -n "$SB" route add default via 10.231.0.1
-	ip -n "$IN" route add 10.231.0.0/24 via 198.51.100.1
+	topo_up "egd-$SUF"
+	topo_server_addr "$AUTH_IP/32"
 }
 
 # start NS LOGNAME CMD...: run CMD in NS in the background, remember its PID.

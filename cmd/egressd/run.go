@@ -48,6 +48,11 @@ func runCmd(args []string) int {
 }
 
 func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error {
+	// Catch SIGHUP from the start: its default action would end egressd,
+	// and an orchestrator may reload as soon as it sees the socket answer.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -95,7 +100,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if cleanup {
 		defer removeRules(log)
 	}
-	go reloadOnHUP(ctx, log, path, ctl)
+	go reloadOnHUP(ctx, hup, log, path, ctl)
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
 		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res), log)
@@ -130,11 +135,9 @@ func applyKernel(ctx context.Context, cfg *config.Config, set *policy.Set) error
 }
 
 // reloadOnHUP reloads the config file on every SIGHUP. A file that does not
-// validate is refused and the running policy stays.
-func reloadOnHUP(ctx context.Context, log *zap.Logger, path string, ctl *control.Controller) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// validate is refused and the running policy stays. A SIGHUP that came
+// before the rules were up is served once the loop starts.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, log *zap.Logger, path string, ctl *control.Controller) {
 	for {
 		select {
 		case <-ctx.Done():

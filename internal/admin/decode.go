@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,12 +19,17 @@ const maxBody = 1 << 20
 var errTooLarge = fmt.Errorf("request body larger than %d bytes", maxBody)
 
 // decodeSpec reads a policy object: exactly one JSON object whose only
-// keys are mode, allow_domains, allow_cidrs and deny_cidrs. Omitted lists
-// are empty. The message of the error says what is wrong in the user's
-// terms.
+// keys are mode, allow_domains, allow_cidrs and deny_cidrs, each at most
+// once and spelt exactly so (encoding/json alone would take "MODE" and
+// let a repeated key win silently). Omitted lists are empty. The message
+// of the error says what is wrong in the user's terms.
 func decodeSpec(r io.Reader) (policy.Spec, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return policy.Spec{}, bodyError(err)
+	}
 	var spec policy.Spec
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
 		return policy.Spec{}, bodyError(err)
@@ -34,7 +40,40 @@ func decodeSpec(r io.Reader) (policy.Spec, error) {
 		}
 		return policy.Spec{}, errors.New("request body: more than one JSON value")
 	}
+	if err := checkKeys(data); err != nil {
+		return policy.Spec{}, err
+	}
 	return spec, nil
+}
+
+// specKeys are the keys of a policy object.
+var specKeys = map[string]bool{"mode": true, "allow_domains": true, "allow_cidrs": true, "deny_cidrs": true}
+
+// checkKeys checks the keys of data, one JSON object that decoded
+// already: each a key of specKeys, exactly, at most once.
+func checkKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.Token() // the object's '{'
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bodyError(err)
+		}
+		key, _ := tok.(string)
+		if !specKeys[key] {
+			return fmt.Errorf("unknown field %q; the fields are mode, allow_domains, allow_cidrs, deny_cidrs", key)
+		}
+		if seen[key] {
+			return fmt.Errorf("%s: given more than once", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return bodyError(err)
+		}
+	}
+	return nil
 }
 
 // bodyError turns an encoding/json error into a message about the body.

@@ -81,7 +81,7 @@ func TestPutPolicy(t *testing.T) {
 	if err != nil || saved["open"].Mode != policy.ModeCustom || len(saved) != 1 {
 		t.Errorf("persisted %v %v, want the open override", saved, err)
 	}
-	if src := r.ctl.Source("open"); src != control.SourceAPI {
+	if src := sourceOf(t, r.ctl, "open"); src != control.SourceAPI {
 		t.Errorf("source %q", src)
 	}
 }
@@ -104,6 +104,10 @@ func TestPutPolicyRefused(t *testing.T) {
 			"allow_cidrs is not allowed in mode allow-all"},
 		{"unknown field", "picky", `{"mode":"custom","allow_domain":["a.test"]}`, 400,
 			`unknown field "allow_domain"; the fields are mode, allow_domains, allow_cidrs, deny_cidrs`},
+		{"key in other case", "picky", `{"MODE":"allow-all"}`, 400,
+			`unknown field "MODE"; the fields are mode, allow_domains, allow_cidrs, deny_cidrs`},
+		{"repeated key", "picky", `{"mode":"custom","deny_cidrs":["10.0.0.0/8"],"deny_cidrs":[]}`, 400,
+			"deny_cidrs: given more than once"},
 		{"wrong type", "picky", `{"mode":"custom","allow_domains":"a.test"}`, 400,
 			"allow_domains: got a JSON string, want a list of strings"},
 		{"not an object", "picky", `["custom"]`, 400, "request body: got a JSON array, want an object"},
@@ -167,7 +171,7 @@ func TestDeletePolicy(t *testing.T) {
 	if got := r.spec("picky"); !reflect.DeepEqual(got, config) {
 		t.Errorf("policy after DELETE %+v", got)
 	}
-	if src := r.ctl.Source("picky"); src != control.SourceConfig {
+	if src := sourceOf(t, r.ctl, "picky"); src != control.SourceConfig {
 		t.Errorf("source %q after DELETE", src)
 	}
 	if saved, err := r.store.Load(); err != nil || len(saved) != 0 {

@@ -29,11 +29,16 @@ type DNSStats interface {
 	Stats() dnsfilter.Stats
 }
 
-// metric is one sample of the text exposition format.
-type metric struct {
+// family is one metric of the text exposition format and its samples.
+type family struct {
 	name, help, kind string
-	labels           string // `{k="v"}` or ""
-	value            uint64
+	samples          []sample
+}
+
+// sample is one labelled value; labels is `{k="v"}` or "".
+type sample struct {
+	labels string
+	value  uint64
 }
 
 // NewMetricsHandler serves GET /metrics in the Prometheus text format
@@ -48,32 +53,30 @@ func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats) htt
 	return mux
 }
 
-func collect(ctl *control.Controller, px ProxyStats, dns DNSStats) []metric {
-	perSandbox := map[string]uint64{}
-	for _, f := range px.Flows() {
-		perSandbox[f.Sandbox]++
-	}
-	var ms []metric
+func collect(ctl *control.Controller, px ProxyStats, dns DNSStats) []family {
+	perSandbox := flowsPerSandbox(px.Flows())
+	flows := family{name: "egressd_sandbox_flows", help: "Live proxied flows.", kind: "gauge"}
 	for _, sb := range ctl.List() {
-		ms = append(ms, metric{"egressd_sandbox_flows", "Live proxied flows.", "gauge",
-			labels("sandbox", sb.Name), perSandbox[sb.Name]})
+		flows.samples = append(flows.samples, sample{labels("sandbox", sb.Name), uint64(perSandbox[sb.Name])})
 	}
 	p, d := px.Stats(), dns.Stats()
-	return append(ms,
-		metric{"egressd_proxy_flows_total", "Ended proxied flows by verdict.", "counter", labels("verdict", "allow"), p.Allowed},
-		metric{"egressd_proxy_flows_total", "", "", labels("verdict", "deny"), p.Denied},
-		metric{"egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", "counter", "", p.Cut},
-		metric{"egressd_proxy_bytes_total", "Bytes of ended flows.", "counter", labels("direction", "up"), p.BytesUp},
-		metric{"egressd_proxy_bytes_total", "", "", labels("direction", "down"), p.BytesDown},
-		metric{"egressd_dns_queries_total", "DNS queries by outcome.", "counter", labels("outcome", "forwarded"), d.Forwarded},
-		metric{"egressd_dns_queries_total", "", "", labels("outcome", "refused"), d.Refused},
-		metric{"egressd_dns_queries_total", "", "", labels("outcome", "dropped"), d.Dropped},
-		metric{"egressd_dns_queries_total", "", "", labels("outcome", "servfail"), d.UpstreamErrors},
-		metric{"egressd_dns_cache_hits_total", "Queries answered from the shared cache.", "counter", "", d.CacheHits},
-		metric{"egressd_dns_cache_evictions_total", "Live answers pushed out of the full cache.", "counter", "", d.CacheEvictions},
-		metric{"egressd_dns_cached_answers", "Answers in the cache.", "gauge", "", uint64(d.CachedAnswers)},
-		metric{"egressd_dns_binding_evictions_total", "Live name-address bindings evicted by dns.max_bindings_per_sandbox; flows to their addresses may be denied.", "counter", "", d.BindingEvictions},
-	)
+	return []family{
+		flows,
+		{"egressd_proxy_flows_total", "Ended proxied flows by verdict.", "counter",
+			[]sample{{labels("verdict", "allow"), p.Allowed}, {labels("verdict", "deny"), p.Denied}}},
+		{"egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", "counter",
+			[]sample{{"", p.Cut}}},
+		{"egressd_proxy_bytes_total", "Bytes of ended flows.", "counter",
+			[]sample{{labels("direction", "up"), p.BytesUp}, {labels("direction", "down"), p.BytesDown}}},
+		{"egressd_dns_queries_total", "DNS queries by outcome.", "counter", []sample{
+			{labels("outcome", "forwarded"), d.Forwarded}, {labels("outcome", "refused"), d.Refused},
+			{labels("outcome", "dropped"), d.Dropped}, {labels("outcome", "servfail"), d.UpstreamErrors}}},
+		{"egressd_dns_cache_hits_total", "Queries answered from the shared cache.", "counter", []sample{{"", d.CacheHits}}},
+		{"egressd_dns_cache_evictions_total", "Live answers pushed out of the full cache.", "counter", []sample{{"", d.CacheEvictions}}},
+		{"egressd_dns_cached_answers", "Answers in the cache.", "gauge", []sample{{"", uint64(d.CachedAnswers)}}},
+		{"egressd_dns_binding_evictions_total", "Live name-address bindings evicted by dns.max_bindings_per_sandbox; flows to their addresses may be denied.",
+			"counter", []sample{{"", d.BindingEvictions}}},
+	}
 }
 
 // labels renders one label pair, its value escaped as the format wants.
@@ -82,14 +85,14 @@ func labels(key, value string) string {
 	return "{" + key + `="` + v + `"}`
 }
 
-// writeMetrics writes ms; a metric with a help text starts a family.
-func writeMetrics(w io.Writer, ms []metric) {
+// writeMetrics writes each family's HELP and TYPE once, then its samples.
+func writeMetrics(w io.Writer, fams []family) {
 	var b strings.Builder
-	for _, m := range ms {
-		if m.help != "" {
-			fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.kind)
+	for _, f := range fams {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.kind)
+		for _, s := range f.samples {
+			b.WriteString(f.name + s.labels + " " + strconv.FormatUint(s.value, 10) + "\n")
 		}
-		b.WriteString(m.name + m.labels + " " + strconv.FormatUint(m.value, 10) + "\n")
 	}
 	io.WriteString(w, b.String())
 }

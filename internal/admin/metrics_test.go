@@ -52,8 +52,10 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, body)
 		}
 	}
-	if n := strings.Count(string(body), "# TYPE egressd_proxy_flows_total"); n != 1 {
-		t.Errorf("family egressd_proxy_flows_total declared %d times", n)
+	for _, fam := range []string{"egressd_sandbox_flows", "egressd_proxy_flows_total", "egressd_dns_queries_total"} {
+		if n := strings.Count(string(body), "# TYPE "+fam+" "); n != 1 {
+			t.Errorf("family %s declared %d times", fam, n)
+		}
 	}
 }
 

@@ -61,7 +61,8 @@ func (h *handler) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // deletePolicy is DELETE /v1/sandboxes/{name}/policy: the config file's
-// policy applies again; the answer is the policy now in force.
+// policy applies again; the answer is the policy now in force, or 204 when
+// the sandbox left the config and only its persisted policy was dropped.
 func (h *handler) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx, cancel := changeContext(r)
@@ -71,6 +72,11 @@ func (h *handler) deletePolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, err := h.ctl.Policy(name)
+	if errors.Is(err, control.ErrUnknownSandbox) { // a persisted policy of a sandbox no longer configured
+		h.log.Info("persisted policy of a removed sandbox dropped", append(peerFields(r), zap.String("sandbox", name))...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -138,3 +138,13 @@ func errorOf(t *testing.T, body string) string {
 	}
 	return *e.Error
 }
+
+// sourceOf says where a sandbox's policy in force comes from.
+func sourceOf(t *testing.T, c *control.Controller, name string) control.Source {
+	t.Helper()
+	info, err := c.Policy(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Source
+}

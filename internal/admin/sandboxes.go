@@ -7,6 +7,7 @@ import (
 
 	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/policy"
+	"github.com/egressd/egressd/proxy"
 )
 
 // sandboxJSON is one element of GET /v1/sandboxes.
@@ -19,16 +20,22 @@ type sandboxJSON struct {
 
 // listSandboxes is GET /v1/sandboxes, in config order.
 func (h *handler) listSandboxes(w http.ResponseWriter, _ *http.Request) {
-	perSandbox := map[string]int{}
-	for _, f := range h.listFlows() {
-		perSandbox[f.Sandbox]++
-	}
+	perSandbox := flowsPerSandbox(h.listFlows())
 	list := h.ctl.List()
 	out := make([]sandboxJSON, len(list))
 	for i, sb := range list {
 		out[i] = sandboxJSON{Name: sb.Name, Mode: sb.Spec.Mode, Source: sb.Source, Flows: perSandbox[sb.Name]}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// flowsPerSandbox counts live flows by sandbox name.
+func flowsPerSandbox(flows []proxy.FlowInfo) map[string]int {
+	n := map[string]int{}
+	for _, f := range flows {
+		n[f.Sandbox]++
+	}
+	return n
 }
 
 // connectionJSON is one element of GET /v1/connections.

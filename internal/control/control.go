@@ -24,12 +24,16 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/policy"
 )
+
+// restoreTimeout bounds reinstalling the running rules after a failed change.
+const restoreTimeout = 30 * time.Second
 
 // Source says where a sandbox's policy comes from.
 type Source string
@@ -109,16 +113,6 @@ func (c *Controller) Apply(ctx context.Context) error {
 	return c.commit(ctx, c.cfg, c.set.Load())
 }
 
-// Source reports where the named sandbox's policy comes from.
-func (c *Controller) Source(name string) Source {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.overrides[name]; ok {
-		return SourceAPI
-	}
-	return SourceConfig
-}
-
 // Reload switches to a new config file's sandboxes. The overrides stay in
 // force. Keys outside [[sandbox]] (ports, upstreams, timeouts, [dns],
 // [admin], [state]) keep their running values until a restart: the kernel
@@ -137,8 +131,25 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	c.warnRestartOnly(cfg)
+	c.warnOverrides(&next)
 	c.cfg = &next
 	return nil
+}
+
+// warnOverrides logs, for each persisted override, whether it applies to
+// a sandbox that next adds back or to none at all; either way the API
+// policy, not the file's, is what holds until DELETE.
+func (c *Controller) warnOverrides(next *config.Config) {
+	for name := range c.overrides {
+		_, was := c.cfg.Sandboxes.ByName(name)
+		_, is := next.Sandboxes.ByName(name)
+		switch {
+		case is && !was:
+			c.log.Warn("reload: sandbox added back; its persisted API policy applies until DELETE", zap.String("sandbox", name))
+		case !is && was:
+			c.log.Warn("reload: sandbox removed; its persisted API policy is kept until DELETE", zap.String("sandbox", name))
+		}
+	}
 }
 
 // SetPolicy replaces the named sandbox's policy until ResetPolicy. The
@@ -159,10 +170,14 @@ func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spe
 
 // ResetPolicy drops the named sandbox's override: the config file's
 // policy applies again.
+// An override persisted for a sandbox the config no longer has can be
+// dropped too, so that it does not come back into force if the sandbox is
+// added again.
 func (c *Controller) ResetPolicy(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.cfg.Sandboxes.ByName(name); !ok {
+	_, inConfig := c.cfg.Sandboxes.ByName(name)
+	if _, overridden := c.overrides[name]; !inConfig && !overridden {
 		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
 	}
 	next := cloneOverrides(c.overrides)
@@ -182,7 +197,7 @@ func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy
 	}
 	if err := c.commit(ctx, c.cfg, set); err != nil {
 		if rerr := c.store.Save(c.overrides); rerr != nil {
-			c.log.Error("restore persisted policy", zap.Error(rerr))
+			return fmt.Errorf("%w; writing back the persisted policy failed too, so a restart would apply the refused change: %v", err, rerr)
 		}
 		return err
 	}
@@ -191,8 +206,17 @@ func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy
 }
 
 // commit installs set in the kernel, then swaps it into every component.
+// If the kernel step fails, the running set is installed again: a
+// timeout may have killed nft after its transaction committed.
 func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy.Set) error {
 	if err := c.kernel(ctx, cfg, set); err != nil {
+		if old := c.set.Load(); old != set {
+			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+			defer cancel()
+			if rerr := c.kernel(rctx, c.cfg, old); rerr != nil {
+				c.log.Error("reinstalling the running policy's kernel rules failed", zap.Error(rerr))
+			}
+		}
 		return fmt.Errorf("control: kernel rules: %w", err)
 	}
 	c.set.Store(set)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -94,8 +95,8 @@ func TestCheckSpec(t *testing.T) {
 	t.Run("SetPolicy refuses", func(t *testing.T) {
 		c := newListController(t)
 		err := c.SetPolicy(context.Background(), "a", policy.Spec{Mode: policy.ModeAllowAll, AllowDomains: []string{"x.test"}})
-		if err == nil || c.Source("a") != SourceConfig {
-			t.Errorf("SetPolicy: %v, source %s", err, c.Source("a"))
+		if err == nil || sourceOf(t, c, "a") != SourceConfig {
+			t.Errorf("SetPolicy: %v, source %s", err, sourceOf(t, c, "a"))
 		}
 	})
 }
@@ -129,4 +130,57 @@ func TestReloadKeepsRunningPorts(t *testing.T) {
 	if got := c.Config().Sandboxes; got != changed.Sandboxes {
 		t.Errorf("reload did not apply the new sandboxes")
 	}
+}
+
+// TestOrphanOverride: an API policy of a sandbox that a reload removed is
+// kept (a lock-down must not vanish with a config edit), comes back with
+// the sandbox, and can be dropped with ResetPolicy while orphaned.
+func TestOrphanOverride(t *testing.T) {
+	c := newListController(t)
+	ctx := context.Background()
+	if err := c.SetPolicy(ctx, "b", policy.Spec{Mode: policy.ModeAllowAll}); err != nil {
+		t.Fatal(err)
+	}
+	full, err := config.Parse("egressd.toml", []byte(listConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyA, err := config.Parse("egressd.toml", []byte(listConfig[:strings.LastIndex(listConfig, "[[sandbox]]")]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(ctx, onlyA); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Policy("b"); got.Source != SourceAPI || got.Spec.Mode != policy.ModeAllowAll {
+		t.Errorf("b after it came back: %+v, want the persisted API policy", got)
+	}
+	if err := c.Reload(ctx, onlyA); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ResetPolicy(ctx, "b"); err != nil {
+		t.Fatalf("ResetPolicy of an orphaned override: %v", err)
+	}
+	if err := c.ResetPolicy(ctx, "zz"); !errors.Is(err, ErrUnknownSandbox) {
+		t.Errorf("ResetPolicy(zz) = %v, want ErrUnknownSandbox", err)
+	}
+	if err := c.Reload(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Policy("b"); got.Source != SourceConfig || got.Spec.Mode != policy.ModeCustom {
+		t.Errorf("b after reset and re-add: %+v, want the config file's policy", got)
+	}
+}
+
+// sourceOf says where a sandbox's policy in force comes from.
+func sourceOf(t *testing.T, c *Controller, name string) Source {
+	t.Helper()
+	info, err := c.Policy(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Source
 }

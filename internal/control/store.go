@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,17 +36,34 @@ func (s *Store) Load() (map[string]policy.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	out := map[string]policy.Spec{}
-	if err := json.Unmarshal(data, &out); err != nil {
+	return parseState(path, data)
+}
+
+// parseState reads the state file strictly: a key it does not know (a
+// hand edit's "deny_cidr") or a policy that does not validate would
+// otherwise start egressd looser than the policy that was persisted.
+func parseState(path string, data []byte) (map[string]policy.Spec, error) {
+	var out map[string]policy.Spec
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
 		return nil, fmt.Errorf("state: %s: %w", path, err)
+	}
+	if out == nil {
+		return nil, fmt.Errorf("state: %s: not a JSON object of sandbox policies", path)
+	}
+	for name, spec := range out {
+		if err := CheckSpec(spec); err != nil {
+			return nil, fmt.Errorf("state: %s: sandbox %q: %w", path, name, err)
+		}
 	}
 	return out, nil
 }
 
 // Save writes overrides: temp file, fsync, rename, fsync of the directory.
 func (s *Store) Save(overrides map[string]policy.Spec) error {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("state: %w", err)
+	if err := s.makeDir(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(overrides, "", "  ")
 	if err != nil {
@@ -71,6 +89,18 @@ func (s *Store) Save(overrides map[string]policy.Spec) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	return syncDir(s.dir)
+}
+
+// makeDir creates the state directory on first use and syncs its parent,
+// so that the directory itself survives a crash.
+func (s *Store) makeDir() error {
+	if _, err := os.Stat(s.dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return syncDir(filepath.Dir(s.dir))
 }
 
 func syncDir(dir string) error {

@@ -1,0 +1,87 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/policy"
+)
+
+// TestStoreLoadStrict: a state file that would start egressd looser than
+// what was persisted is refused, naming the problem.
+func TestStoreLoadStrict(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"misspelt key", `{"b":{"mode":"custom","deny_cidr":["10.0.0.0/8"]}}`, `unknown field "deny_cidr"`},
+		{"null", `null`, "not a JSON object"},
+		{"invalid policy", `{"b":{"mode":"custom","allow_domains":["a.*.b"]}}`, `sandbox "b": allow_domains[0]`},
+		{"lists in deny-all", `{"b":{"mode":"deny-all","allow_cidrs":["10.0.0.0/8"]}}`, `sandbox "b": allow_cidrs is not allowed`},
+		{"corrupt", `{"b":`, "unexpected EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(tt.data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := NewStore(dir).Load()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	dir := t.TempDir()
+	s := NewStore(filepath.Join(dir, "new", "state"))
+	want := map[string]policy.Spec{"b": {Mode: policy.ModeDenyAll}}
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(); err != nil || got["b"].Mode != policy.ModeDenyAll {
+		t.Errorf("Load after Save = %v, %v", got, err)
+	}
+}
+
+// TestKernelFailureRestores: when installing a change fails, the running
+// set's rules are installed again, the persisted state is the old one and
+// the policy in force is unchanged.
+func TestKernelFailureRestores(t *testing.T) {
+	cfg, err := config.Parse("egressd.toml", []byte(listConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var installed []*policy.Set
+	fail := false
+	kernel := func(_ context.Context, _ *config.Config, set *policy.Set) error {
+		installed = append(installed, set)
+		if fail {
+			fail = false
+			return errors.New("nft: timeout")
+		}
+		return nil
+	}
+	store := NewStore(t.TempDir())
+	c, err := New(cfg, store, kernel, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := c.Sandboxes()
+	fail = true
+	if err := c.SetPolicy(context.Background(), "b", policy.Spec{Mode: policy.ModeAllowAll}); err == nil {
+		t.Fatal("SetPolicy succeeded with a failing kernel")
+	}
+	if len(installed) != 2 || installed[1] != running {
+		t.Errorf("kernel calls %d, last %p; want the running set %p installed again", len(installed), installed[len(installed)-1], running)
+	}
+	if c.Sandboxes() != running {
+		t.Error("the policy in force changed")
+	}
+	if got, err := store.Load(); err != nil || len(got) != 0 {
+		t.Errorf("persisted after the failure: %v, %v; want nothing", got, err)
+	}
+}

@@ -231,9 +231,18 @@ func (c *fastCache) put(e *fastEntry) {
 			return
 		}
 	}
+	if len(list) >= maxFastVariants { // the oldest variant goes: lookups scan the list
+		list = append(list[:0], list[1:]...)
+		c.n--
+	}
 	c.byName[e.name] = append(list, e)
 	c.n++
 }
+
+// maxFastVariants bounds the variants kept per name (sandboxes, types,
+// header bits, EDNS sizes): a client cycling through EDNS sizes must not
+// make every lookup of a name scan hundreds of entries.
+const maxFastVariants = 16
 
 func (c *fastCache) reset() {
 	c.mu.Lock()

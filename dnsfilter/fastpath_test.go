@@ -138,3 +138,19 @@ func TestFastPathDroppedOnSwap(t *testing.T) {
 		t.Errorf("got %v, %v; want REFUSED", m, err)
 	}
 }
+
+// TestFastCacheVariantsBounded: a client cycling through EDNS sizes keeps
+// at most maxFastVariants entries per name, the newest.
+func TestFastCacheVariantsBounded(t *testing.T) {
+	c := newFastCache(1000)
+	for size := 512; size < 512+3*maxFastVariants; size++ {
+		c.put(&fastEntry{name: "a.test.", key: fastKey{qtype: 1, size: size}})
+	}
+	list := c.byName["a.test."]
+	if len(list) != maxFastVariants || c.n != maxFastVariants {
+		t.Fatalf("%d variants, count %d; want %d", len(list), c.n, maxFastVariants)
+	}
+	if last := list[len(list)-1].key.size; last != 512+3*maxFastVariants-1 {
+		t.Errorf("newest variant has size %d", last)
+	}
+}

@@ -9,43 +9,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-func TestIsInternal(t *testing.T) {
-	tests := []struct {
-		addr string
-		want bool
-	}{
-		{"10.1.2.3", true},
-		{"172.16.0.1", true},
-		{"172.32.0.1", false},
-		{"192.168.1.1", true},
-		{"127.0.0.1", true},
-		{"0.0.0.0", true},
-		{"169.254.169.254", true},
-		{"100.64.0.1", true},
-		{"100.128.0.1", false},
-		{"198.51.100.10", false},
-		{"::1", true},
-		{"::", true},
-		{"fd00::1", true},
-		{"fc00::1", true},
-		{"fe80::1", true},
-		{"2001:db8::1", false},
-		{"::ffff:10.0.0.1", true},
-		{"::ffff:198.51.100.1", false},
-		{"64:ff9b::a00:1", true},      // NAT64 of 10.0.0.1
-		{"64:ff9b::c633:640a", false}, // NAT64 of 198.51.100.10
-		{"2002:a9fe:a9fe::1", true},   // 6to4 of 169.254.169.254
-		{"2002:c633:640a::1", false},  // 6to4 of 198.51.100.10
-	}
-	for _, tt := range tests {
-		t.Run(tt.addr, func(t *testing.T) {
-			if got := isInternal(netip.MustParseAddr(tt.addr)); got != tt.want {
-				t.Errorf("isInternal(%s) = %v, want %v", tt.addr, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestRebindingGuard(t *testing.T) {
 	up := startUpstream(t)
 	tests := []struct {

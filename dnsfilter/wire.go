@@ -100,7 +100,9 @@ func (r *Resolver) fastAnswer(src netip.Addr, b []byte, tcp bool, buf []byte) ([
 
 // keepFast stores the full path's reply out to b for the fast path.
 func (r *Resolver) keepFast(b []byte, tcp bool, out []byte, fw *forwarded) {
-	if r.fast == nil || fw.expires.IsZero() {
+	// Only replies that fit a UDP answer are kept: a sandbox controlling a
+	// zone could otherwise fill the cache with 64 KiB TCP replies.
+	if r.fast == nil || fw.expires.IsZero() || len(out) > upstreamUDPSize {
 		return
 	}
 	var scratch [256]byte

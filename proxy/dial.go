@@ -14,10 +14,13 @@ import (
 // resolver (Bindings) or when name resolves to it, otherwise another address name
 // resolves to (preferring dst's family). A sandbox that points an allowed
 // SNI or Host at some other address therefore never reaches that address.
-// Addresses in deny_cidrs are never chosen.
+// Addresses in deny_cidrs are never chosen, nor, with BlockPrivate,
+// internal ones that allow_cidrs does not list: the same rule
+// (policy.NameMayReach) as the resolver's rebinding guard, so egressd's
+// own lookups are no way around it.
 func (s *Server) pin(ctx context.Context, f *flow, pol *policy.Policy, name string) (netip.AddrPort, policy.Decision, error) {
 	dst := f.dst
-	if _, denied := pol.DeniedAddr(dst.Addr()); !denied && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
+	if pol.NameMayReach(dst.Addr(), s.opts.BlockPrivate) && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
 		return dst, policy.Decision{}, nil
 	}
 	notResolved := policy.Decision{Reason: policy.ReasonNotResolved, Name: name, Addr: dst.Addr()}
@@ -31,7 +34,7 @@ func (s *Server) pin(ctx context.Context, f *flow, pol *policy.Policy, name stri
 	var other netip.Addr
 	for _, a := range addrs {
 		a = a.Unmap()
-		if _, denied := pol.DeniedAddr(a); denied {
+		if !pol.NameMayReach(a, s.opts.BlockPrivate) {
 			continue
 		}
 		if a == dst.Addr() {

@@ -36,7 +36,11 @@ type Options struct {
 	MaxConnsPerSandbox int
 	Resolver           Resolver
 	Bindings           Bindings // optional
-	Logger             *zap.Logger
+	// BlockPrivate is dns.block_private_answers: a flow admitted by
+	// allow_domains never reaches an internal address (private, loopback,
+	// link-local, CGNAT, ULA) unless allow_cidrs lists it.
+	BlockPrivate bool
+	Logger       *zap.Logger
 }
 
 // Server is the transparent proxy. Its sandbox set can be swapped while it

@@ -71,6 +71,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
 		Resolver:           up,
 		Bindings:           res,
+		BlockPrivate:       cfg.DNS.BlockPrivateAnswers,
 		Logger:             log,
 	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is

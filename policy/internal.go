@@ -1,0 +1,88 @@
+package policy
+
+import "net/netip"
+
+// internalPrefixes are the host's, the site's and the cloud's own
+// networks. A name allowed by allow_domains must not become a way into
+// them (DNS rebinding): with dns.block_private_answers, neither the
+// resolver's answers nor the proxy's dials for such a name lead there
+// unless allow_cidrs lists the address.
+var internalPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"; 0.0.0.0 reaches the local host on Linux
+	netip.MustParsePrefix("10.0.0.0/8"),     // private (RFC 1918)
+	netip.MustParsePrefix("100.64.0.0/10"),  // CGNAT (RFC 6598)
+	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local, incl. the cloud metadata address 169.254.169.254
+	netip.MustParsePrefix("172.16.0.0/12"),  // private
+	netip.MustParsePrefix("192.168.0.0/16"), // private
+	netip.MustParsePrefix("::/127"),         // unspecified and loopback
+	netip.MustParsePrefix("64:ff9b:1::/48"), // NAT64 local use (RFC 8215): the operator's own translation
+	netip.MustParsePrefix("fc00::/7"),       // unique local (ULA)
+	netip.MustParsePrefix("fe80::/10"),      // link-local
+	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
+}
+
+// embeddedIPv4 are IPv6 forms that carry an IPv4 address in a known place:
+// such an address is judged as the IPv4 address it leads to as well.
+var embeddedIPv4 = []struct {
+	prefix netip.Prefix
+	at     int // byte offset of the IPv4 address
+}{
+	{netip.MustParsePrefix("::ffff:0:0/96"), 12}, // IPv4-mapped
+	{netip.MustParsePrefix("::/96"), 12},         // IPv4-compatible (deprecated)
+	{netip.MustParsePrefix("64:ff9b::/96"), 12},  // NAT64 well-known prefix
+	{netip.MustParsePrefix("2002::/16"), 2},      // 6to4
+}
+
+// IsInternal reports whether a is in one of the internal ranges, directly
+// or through an IPv4 address embedded in an IPv6 one.
+func IsInternal(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	if inInternal(a) {
+		return true
+	}
+	v4, ok := embedded(a)
+	return ok && inInternal(v4)
+}
+
+func inInternal(a netip.Addr) bool {
+	for _, p := range internalPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// embedded returns the IPv4 address an IPv6 address carries, if any.
+func embedded(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	for _, e := range embeddedIPv4 {
+		if e.prefix.Contains(a) {
+			return netip.AddrFrom4([4]byte(b[e.at : e.at+4])), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// NameMayReach reports whether a flow or an answer for a name that
+// allow_domains admitted may lead to a: never inside deny_cidrs (also
+// through an embedded IPv4 address); with blockPrivate, an internal
+// address only when allow_cidrs lists it.
+func (p *Policy) NameMayReach(a netip.Addr, blockPrivate bool) bool {
+	if _, denied := p.DeniedAddr(a); denied {
+		return false
+	}
+	if v4, ok := embedded(a.Unmap()); ok {
+		if _, denied := p.DeniedAddr(v4); denied {
+			return false
+		}
+	}
+	if blockPrivate && IsInternal(a) {
+		return p.DecideAddr(a).Reason == ReasonAllowCIDR
+	}
+	return true
+}

@@ -1,0 +1,70 @@
+package policy
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestIsInternal(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"10.1.2.3", true},
+		{"172.16.0.1", true},
+		{"172.32.0.1", false},
+		{"192.168.1.1", true},
+		{"127.0.0.1", true},
+		{"0.0.0.0", true},
+		{"169.254.169.254", true},
+		{"100.64.0.1", true},
+		{"100.128.0.1", false},
+		{"198.51.100.10", false},
+		{"::1", true},
+		{"::", true},
+		{"fd00::1", true},
+		{"fc00::1", true},
+		{"fe80::1", true},
+		{"2001:db8::1", false},
+		{"::ffff:10.0.0.1", true},
+		{"::ffff:198.51.100.1", false},
+		{"64:ff9b::a00:1", true},       // NAT64 of 10.0.0.1
+		{"64:ff9b::c633:640a", false},  // NAT64 of 198.51.100.10
+		{"64:ff9b:1::c633:640a", true}, // NAT64 local use: internal whatever it embeds
+		{"2002:a9fe:a9fe::1", true},    // 6to4 of 169.254.169.254
+		{"2002:c633:640a::1", false},   // 6to4 of 198.51.100.10
+	}
+	for _, tt := range tests {
+		if got := IsInternal(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("IsInternal(%s) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestNameMayReach(t *testing.T) {
+	p, err := Compile(Spec{Mode: ModeCustom, AllowDomains: []string{"a.test"},
+		AllowCIDRs: []string{"10.9.0.0/16"}, DenyCIDRs: []string{"198.51.100.128/25", "10.9.9.0/24"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		addr         string
+		blockPrivate bool
+		want         bool
+	}{
+		{"198.51.100.10", true, true},
+		{"198.51.100.130", false, false},        // deny_cidrs
+		{"::ffff:198.51.100.130", false, false}, // deny_cidrs, mapped
+		{"64:ff9b::c633:6482", false, false},    // deny_cidrs through NAT64 (198.51.100.130)
+		{"169.254.169.254", true, false},        // metadata
+		{"169.254.169.254", false, true},        // guard off
+		{"10.9.1.1", true, true},                // internal but in allow_cidrs
+		{"10.9.9.9", true, false},               // allow_cidrs, but deny_cidrs wins
+		{"fd00::1", true, false},
+	}
+	for _, tt := range tests {
+		if got := p.NameMayReach(netip.MustParseAddr(tt.addr), tt.blockPrivate); got != tt.want {
+			t.Errorf("NameMayReach(%s, %v) = %v, want %v", tt.addr, tt.blockPrivate, got, tt.want)
+		}
+	}
+}

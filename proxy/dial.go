@@ -65,7 +65,7 @@ func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
 	}
 	tc := c.(*net.TCPConn)
-	if !f.setRemote(tc, target) {
+	if !f.setRemote(tc) {
 		tc.Close()
 		return nil, fmt.Errorf("proxy: dial %s: flow closed", target)
 	}

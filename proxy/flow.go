@@ -22,14 +22,15 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 		start:  time.Now(),
 		client: c,
 	}
-	sb, ok := s.sandboxes.Load().BySource(f.src.Addr())
+	set := s.sandboxes.Load()
+	sb, ok := set.BySource(f.src.Addr())
 	if !ok {
 		s.refuse(f, policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, nil)
 		return
 	}
 	f.sandbox = sb.Name
-	if !s.flows.add(f, s.opts.MaxConnsPerSandbox) {
-		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, errConnLimit)
+	if err := s.flows.add(f, s.opts.MaxConnsPerSandbox); err != nil {
+		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, err)
 		return
 	}
 	d := sb.Policy.DecideAddr(f.dst.Addr())
@@ -37,7 +38,10 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 	case d.NeedsName():
 		s.inspect(ctx, f)
 	case d.Allowed():
-		f.admit("", d)
+		if d, ok := s.admit(set, f, "", d, f.dst); !ok {
+			s.refuse(f, d, errCut)
+			return
+		}
 		s.forward(ctx, f, f.dst, nil)
 	default:
 		s.refuse(f, d, nil)
@@ -45,18 +49,33 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 }
 
 var (
-	errConnLimit   = errors.New("max_conns_per_sandbox reached")
-	errHostChanged = errors.New("host differs from the connection's first request")
+	errConnLimit    = errors.New("max_conns_per_sandbox reached")
+	errShuttingDown = errors.New("egressd is shutting down")
+	errHostChanged  = errors.New("host differs from the connection's first request")
+	errCut          = errors.New("cut by a policy change")
 )
+
+// admit records f's admission, decided with set. If a policy change
+// swapped in another set meanwhile (a lookup or dial can take seconds), f
+// is judged again with it: SetSandboxes stores its set before it judges
+// the live flows again, so either it sees f admitted or admit sees its set.
+func (s *Server) admit(set *policy.Set, f *flow, name string, d policy.Decision, upstream netip.AddrPort) (policy.Decision, bool) {
+	f.admit(name, d, upstream)
+	if cur := s.sandboxes.Load(); cur != set {
+		return s.rejudge(cur, f)
+	}
+	return d, true
+}
 
 // policyOf returns the current policy of f's sandbox, so a name read after a
 // policy change meets the new policy.
-func (s *Server) policyOf(f *flow) (*policy.Policy, bool) {
-	sb, ok := s.sandboxes.Load().BySource(f.src.Addr())
+func (s *Server) policyOf(f *flow) (*policy.Set, *policy.Policy, bool) {
+	set := s.sandboxes.Load()
+	sb, ok := set.BySource(f.src.Addr())
 	if !ok || sb.Name != f.sandbox {
-		return nil, false
+		return nil, nil, false
 	}
-	return sb.Policy, true
+	return set, sb.Policy, true
 }
 
 // inspect peeks at the first bytes: a TLS ClientHello or an HTTP request.
@@ -84,7 +103,7 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 // admitName judges name with the sandbox's current policy and picks the
 // address to dial: never one the name does not resolve to.
 func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.Decision, netip.AddrPort, error) {
-	pol, ok := s.policyOf(f)
+	set, pol, ok := s.policyOf(f)
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, netip.AddrPort{}, nil
 	}
@@ -99,7 +118,9 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if err != nil {
 		return pd, netip.AddrPort{}, err
 	}
-	f.admit(d.Name, d)
+	if d, ok := s.admit(set, f, d.Name, d, target); !ok {
+		return d, netip.AddrPort{}, errCut
+	}
 	return d, target, nil
 }
 
@@ -120,7 +141,8 @@ type httpFlow struct {
 	host     string
 	remote   *net.TCPConn
 	denial   *policy.Decision // set when check refused a request
-	downDone chan struct{}
+	downDone chan struct{}    // closed when the upstream → sandbox copy ends
+	downErr  error            // its error; read after downDone
 }
 
 func (g *httpFlow) check(host string) error {
@@ -147,7 +169,12 @@ func (g *httpFlow) check(host string) error {
 	}
 	g.host, g.remote = d.Name, remote
 	g.downDone = make(chan struct{})
-	go func() { proxyDown(g.f, remote); close(g.downDone) }()
+	go func() {
+		if err := proxyDown(g.f, remote); err != nil {
+			g.downErr = err
+		}
+		close(g.downDone)
+	}()
 	return nil
 }
 
@@ -178,6 +205,7 @@ func (g *httpFlow) finish(err error) {
 	if err == nil {
 		g.remote.CloseWrite()
 		<-g.downDone
+		err = g.downErr
 	} else {
 		f.kill()
 		<-g.downDone

@@ -30,17 +30,24 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 	}
 	var pending atomic.Int32
 	pending.Store(2)
-	var upErr error
-	finish := func() {
+	var firstErr atomic.Pointer[error] // the cause; the other side's error follows from kill
+	finish := func(err error) {
+		if err != nil {
+			firstErr.CompareAndSwap(nil, &err)
+		}
 		if pending.Add(-1) > 0 {
 			return
 		}
 		remote.Close()
 		f.client.Close()
-		s.endFlow(f, f.decision, upErr)
+		err = nil
+		if p := firstErr.Load(); p != nil {
+			err = *p
+		}
+		s.endFlow(f, f.decision, err)
 	}
-	go func() { proxyDown(f, remote); finish() }()
-	go func() { upErr = proxyUp(f, remote); finish() }()
+	go func() { finish(proxyDown(f, remote)) }()
+	go func() { finish(proxyUp(f, remote)) }()
 }
 
 // proxyUp copies sandbox → upstream (relay: buffered while small, then
@@ -55,10 +62,11 @@ func proxyUp(f *flow, remote *net.TCPConn) error {
 }
 
 // proxyDown copies upstream → sandbox.
-func proxyDown(f *flow, remote *net.TCPConn) {
+func proxyDown(f *flow, remote *net.TCPConn) error {
 	if err := relay(f.client, remote, &f.down); err != nil {
 		f.kill()
-		return
+		return err
 	}
 	f.client.CloseWrite()
+	return nil
 }

@@ -25,14 +25,20 @@ const (
 
 // endFlow ends a flow: it leaves the registry, is counted and writes its
 // one decision line. Every flow ends exactly once.
+// A flow a policy change cut logs "flow cut by policy change" with the
+// decision that cut it.
 func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
+	msg := "flow"
+	if cut, cutErr := f.ending(d); cutErr != nil {
+		d, err, msg = cut, cutErr, "flow cut by policy change"
+	}
 	s.flows.remove(f)
 	s.stats.count(f, d)
 	level := zap.InfoLevel
 	if !d.Allowed() {
 		level = zap.WarnLevel
 	}
-	ce := s.log.Check(level, "flow")
+	ce := s.log.Check(level, msg)
 	if ce == nil {
 		return
 	}

@@ -23,8 +23,9 @@ type flow struct {
 	decision policy.Decision // what admitted (or refused) the flow
 	upstream netip.AddrPort  // the address actually dialled
 	remote   *net.TCPConn
-	admitted bool // decided; name and decision are final
-	killed   bool
+	admitted bool             // decided; name and decision are final
+	killed   bool             // closed by kill; no remote may be set
+	cutBy    *policy.Decision // the policy change that cut the flow, if any
 }
 
 // FlowInfo is a snapshot of a live flow.
@@ -39,32 +40,57 @@ type FlowInfo struct {
 	Age       time.Duration
 }
 
-func (f *flow) setRemote(c *net.TCPConn, upstream netip.AddrPort) bool {
+func (f *flow) setRemote(c *net.TCPConn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.killed {
 		return false
 	}
-	f.remote, f.upstream = c, upstream
+	f.remote = c
 	return true
 }
 
-func (f *flow) admit(name string, d policy.Decision) {
+// admit records what admitted f and the address it will dial, before the
+// dial: a policy change from here on judges the flow with both.
+func (f *flow) admit(name string, d policy.Decision, upstream netip.AddrPort) {
 	f.mu.Lock()
-	f.name, f.decision, f.admitted = name, d, true
+	f.name, f.decision, f.upstream, f.admitted = name, d, upstream, true
 	f.mu.Unlock()
 }
 
-// kill closes both sides; a blocked copy or peek returns at once.
+// kill resets both sides (SO_LINGER 0: what sits in the send buffers is
+// dropped, not delivered); a blocked copy, peek or dial returns at once.
 func (f *flow) kill() {
 	f.mu.Lock()
 	f.killed = true
 	remote := f.remote
 	f.mu.Unlock()
+	f.client.SetLinger(0)
 	f.client.Close()
 	if remote != nil {
+		remote.SetLinger(0)
 		remote.Close()
 	}
+}
+
+// cut kills f because a policy change denies it with d; the flow's one
+// log line then carries d.
+func (f *flow) cut(d policy.Decision) {
+	f.mu.Lock()
+	f.cutBy = &d
+	f.mu.Unlock()
+	f.kill()
+}
+
+// ending returns the decision f ends with: d, or the policy change's that
+// cut it.
+func (f *flow) ending(d policy.Decision) (policy.Decision, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cutBy != nil {
+		return *f.cutBy, errCut
+	}
+	return d, nil
 }
 
 func (f *flow) info(now time.Time) FlowInfo {
@@ -82,6 +108,7 @@ type registry struct {
 	mu         sync.Mutex
 	flows      map[*flow]struct{}
 	perSandbox map[string]int
+	closed     bool // draining: no new flows
 	wg         sync.WaitGroup
 }
 
@@ -89,17 +116,29 @@ func newRegistry() *registry {
 	return &registry{flows: map[*flow]struct{}{}, perSandbox: map[string]int{}}
 }
 
-// add registers f unless its sandbox already holds limit flows.
-func (r *registry) add(f *flow, limit int) bool {
+// add registers f unless its sandbox already holds limit flows or the
+// registry is draining.
+func (r *registry) add(f *flow, limit int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return errShuttingDown
+	}
 	if r.perSandbox[f.sandbox] >= limit {
-		return false
+		return errConnLimit
 	}
 	r.perSandbox[f.sandbox]++
 	r.flows[f] = struct{}{}
 	r.wg.Add(1)
-	return true
+	return nil
+}
+
+// close stops add: flows accepted from now on are refused, so that wait
+// sees every flow there will be.
+func (r *registry) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 }
 
 // remove unregisters f; a flow never added (refused before) is ignored.

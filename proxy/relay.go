@@ -33,8 +33,10 @@ func relay(dst, src *net.TCPConn, count *atomic.Int64) error {
 	if err != nil {
 		return err
 	}
+	r := &reader{}
+	r.readFn = r.read // built once: a method value per call would allocate
 	for count.Load() < spliceAfter {
-		done, err := relayOnce(dst, rc, count)
+		done, err := r.once(dst, rc, count)
 		if done || err != nil {
 			return err
 		}
@@ -44,46 +46,55 @@ func relay(dst, src *net.TCPConn, count *atomic.Int64) error {
 	return err
 }
 
-// relayOnce waits until src is readable, then moves what one read returns
-// to dst. done reports src's EOF. The buffer is taken only once data is
-// there, and given back before relayOnce returns.
-//
-// The callback must read before it may park: RawRead resets the poller's
-// readiness on entry, so parking first could miss data that arrived since
-// the last read (it costs one read(2) that returns EAGAIN per wait).
-func relayOnce(dst *net.TCPConn, src syscall.RawConn, count *atomic.Int64) (done bool, err error) {
-	var bp *[]byte
-	var n int
-	var rerr error
-	// The callback runs at once and again each time src polls readable;
-	// returning false parks the goroutine until then.
-	err = src.Read(func(fd uintptr) bool {
-		bp = relayBufs.Get().(*[]byte)
-		for {
-			n, rerr = unix.Read(int(fd), *bp)
-			if rerr != unix.EINTR {
-				break
-			}
+// reader is one direction's read state, reused for every read.
+type reader struct {
+	readFn func(fd uintptr) bool
+	bp     *[]byte // the pooled buffer, while it holds data
+	n      int
+	err    error
+}
+
+// read is the RawConn callback. It runs at once and again each time the
+// socket polls readable; returning false parks the goroutine until then.
+// It must read before it may park: RawRead resets the poller's readiness
+// on entry, so parking first could miss data that arrived since the last
+// read (the price is one read(2) returning EAGAIN per wait). The buffer is
+// taken only once data is there.
+func (r *reader) read(fd uintptr) bool {
+	r.bp = relayBufs.Get().(*[]byte)
+	for {
+		r.n, r.err = unix.Read(int(fd), *r.bp)
+		if r.err != unix.EINTR {
+			break
 		}
-		if rerr == unix.EAGAIN {
-			relayBufs.Put(bp)
-			bp = nil
-			return false
-		}
-		return true
-	})
+	}
+	if r.err == unix.EAGAIN {
+		relayBufs.Put(r.bp)
+		r.bp = nil
+		return false
+	}
+	return true
+}
+
+// once waits until src is readable, then moves what one read returns to
+// dst. done reports src's EOF. The buffer goes back to the pool before
+// once returns.
+func (r *reader) once(dst *net.TCPConn, src syscall.RawConn, count *atomic.Int64) (done bool, err error) {
+	err = src.Read(r.readFn)
+	bp := r.bp
+	r.bp = nil
 	if bp != nil {
 		defer relayBufs.Put(bp)
 	}
 	switch {
 	case err != nil:
 		return false, err
-	case rerr != nil:
-		return false, os.NewSyscallError("read", rerr)
-	case n == 0:
+	case r.err != nil:
+		return false, os.NewSyscallError("read", r.err)
+	case r.n == 0:
 		return true, nil
 	}
-	w, err := dst.Write((*bp)[:n])
+	w, err := dst.Write((*bp)[:r.n])
 	count.Add(int64(w))
 	return false, err
 }

@@ -119,6 +119,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.TCPListener, errc chan<
 }
 
 func (s *Server) drain() {
+	s.flows.close()
 	if s.flows.wait(s.opts.ShutdownTimeout) {
 		return
 	}
@@ -137,16 +138,16 @@ func (s *Server) SetSandboxes(set *policy.Set) {
 	defer s.swapMu.Unlock()
 	s.sandboxes.Store(set)
 	for _, f := range s.flows.list() {
-		if d, ok := rejudge(set, f); !ok {
-			s.log.Info("flow cut by policy change", flowFields(f, d)...)
+		if d, ok := s.rejudge(set, f); !ok {
 			s.stats.cut.Add(1)
-			f.kill()
+			f.cut(d) // its log line says so when it ends
 		}
 	}
 }
 
-// rejudge decides f again with set, with what it was admitted on.
-func rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
+// rejudge decides f again with set, with what it was admitted on: its
+// sandbox, destination, name and the address it dials.
+func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 	sb, ok := set.BySource(f.src.Addr())
 	if !ok || sb.Name != f.sandbox {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, false
@@ -158,13 +159,18 @@ func rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 	if !admitted && d.NeedsName() {
 		return d, true // still peeking: its name meets the current policy
 	}
-	if d.NeedsName() && name != "" {
-		d = sb.Policy.DecideName(name)
+	if !d.NeedsName() || name == "" {
+		return d, d.Allowed()
 	}
-	if d.Allowed() && upstream.IsValid() {
+	d = sb.Policy.DecideName(name)
+	if d.Allowed() && upstream.IsValid() && !sb.Policy.NameMayReach(upstream.Addr(), s.opts.BlockPrivate) {
+		d = policy.Decision{Reason: policy.ReasonDenyCIDR, Name: name, Addr: upstream.Addr()}
 		if p, denied := sb.Policy.DeniedAddr(upstream.Addr()); denied {
-			return policy.Decision{Reason: policy.ReasonDenyCIDR, Addr: upstream.Addr(), Prefix: p}, false
+			d.Prefix = p
+		} else {
+			d.Reason = policy.ReasonNotResolved // internal address, now blocked
 		}
+		return d, false
 	}
 	return d, d.Allowed()
 }

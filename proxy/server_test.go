@@ -275,6 +275,40 @@ func TestPolicyChangeCutsLiveFlow(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("flow closed after %v, want < 1s", d)
 	}
+	// It ends once, under the verdict that cut it.
+	waitFor(t, func() bool { return len(r.srv.Flows()) == 0 })
+	if st := r.srv.Stats(); st.Cut != 1 || st.Denied != 1 || st.Allowed != 0 {
+		t.Errorf("stats %+v, want one flow cut and counted denied", st)
+	}
+}
+
+// TestAdmitAfterPolicyChange: a flow judged with one set while a policy
+// change swaps in another (during its lookup or dial) meets the new one.
+func TestAdmitAfterPolicyChange(t *testing.T) {
+	old := sandboxSet(t, customSpec())
+	s := NewServer(Options{}, old)
+	f := &flow{sandbox: "sb1", src: netip.MustParseAddrPort("127.0.0.1:40000"), dst: netip.MustParseAddrPort("127.0.0.2:443")}
+	d := policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonAllowDomain, Name: "allowed.test"}
+	if _, ok := s.admit(old, f, "allowed.test", d, f.dst); !ok {
+		t.Fatal("refused under the set it was judged with")
+	}
+	s.sandboxes.Store(sandboxSet(t, policy.Spec{Mode: policy.ModeCustom, AllowDomains: []string{"other.test"}}))
+	if got, ok := s.admit(old, f, "allowed.test", d, f.dst); ok {
+		t.Fatalf("admitted after a change that denies it: %v", got)
+	}
+}
+
+// TestRegistryClosed: once draining starts, no flow registers, so the
+// drain waits for every flow there is.
+func TestRegistryClosed(t *testing.T) {
+	r := newRegistry()
+	r.close()
+	if err := r.add(&flow{sandbox: "sb1"}, 10); !errors.Is(err, errShuttingDown) {
+		t.Fatalf("add after close: %v", err)
+	}
+	if !r.wait(time.Second) {
+		t.Fatal("wait blocked with no flows")
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {

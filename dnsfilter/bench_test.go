@@ -45,10 +45,10 @@ func BenchmarkAnswerWireCached(b *testing.B) {
 
 // BenchmarkBound is the proxy's lookup of a binding.
 func BenchmarkBound(b *testing.B) {
-	bs := newBindings(DefaultMaxBindingsPerSandbox)
+	bs := newBindings(DefaultMaxBindingsPerSandbox, nil)
 	now := time.Unix(1_700_000_000, 0)
 	a := netip.MustParseAddr("198.51.100.10")
-	bs.add("sb", "allowed.test", []boundAddr{{addr: a, expires: now.Add(DefaultMinBindingTTL)}}, now)
+	bs.add(nil, "sb", "allowed.test", []boundAddr{{addr: a, expires: now.Add(DefaultMinBindingTTL)}}, now)
 	b.ReportAllocs()
 	for b.Loop() {
 		if !bs.bound("sb", "allowed.test", a, now) {

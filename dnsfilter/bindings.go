@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/egressd/egressd/policy"
 )
 
 // bindings records, per sandbox, which addresses the resolver answered for
@@ -17,6 +19,7 @@ import (
 // used pair is evicted, and counted.
 type bindings struct {
 	max     int
+	live    *atomic.Pointer[policy.Set] // the set in force; nil: no check
 	mu      sync.RWMutex
 	sbs     map[string]*sandboxBindings
 	evicted atomic.Uint64 // live pairs pushed out by the bound
@@ -38,8 +41,10 @@ type sandboxBindings struct {
 	lru     list.List                 // front: most recently answered or used
 }
 
-func newBindings(max int) *bindings {
-	return &bindings{max: max, sbs: make(map[string]*sandboxBindings)}
+// newBindings keeps at most max pairs per sandbox. live, if not nil, is
+// the set in force: add refuses pairs judged with another one.
+func newBindings(max int, live *atomic.Pointer[policy.Set]) *bindings {
+	return &bindings{max: max, live: live, sbs: make(map[string]*sandboxBindings)}
 }
 
 // sandbox returns sandbox's bindings, creating them when create is set.
@@ -60,14 +65,21 @@ func (b *bindings) sandbox(name string, create bool) *sandboxBindings {
 }
 
 // add binds each of addrs to name for sandbox until expires. A pair bound
-// already keeps the later of its two expiries.
-func (b *bindings) add(sandbox, name string, addrs []boundAddr, now time.Time) {
+// already keeps the later of its two expiries. The pairs were judged with
+// set; if a policy change replaced it meanwhile (an upstream query can
+// take seconds), nothing is added. The check is made under the sandbox's
+// lock, which prune takes after the new set is stored: a pair either
+// lands before the prune, which then judges it, or is not added.
+func (b *bindings) add(set *policy.Set, sandbox, name string, addrs []boundAddr, now time.Time) {
 	if len(addrs) == 0 {
 		return
 	}
 	sb := b.sandbox(sandbox, true)
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
+	if b.live != nil && b.live.Load() != set {
+		return
+	}
 	for _, a := range addrs {
 		k := bindKey{name: name, addr: a.addr.Unmap()}
 		if el, ok := sb.entries[k]; ok {
@@ -144,17 +156,6 @@ func (b *bindings) prune(keep func(sandbox string) (pairOK func(bindKey) bool, o
 		sb.mu.Unlock()
 	}
 	return n
-}
-
-// count returns how many pairs sandbox holds, expired ones included.
-func (b *bindings) count(sandbox string) int {
-	sb := b.sandbox(sandbox, false)
-	if sb == nil {
-		return 0
-	}
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	return sb.lru.Len()
 }
 
 // boundAddr is an address to bind and until when.

@@ -3,9 +3,11 @@ package dnsfilter
 import (
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/policy"
 	"github.com/miekg/dns"
 )
 
@@ -91,10 +93,10 @@ func TestRotation(t *testing.T) {
 }
 
 func TestBindingEviction(t *testing.T) {
-	b := newBindings(4)
+	b := newBindings(4, nil)
 	now := time.Unix(0, 0)
 	add := func(name string, last byte, expires time.Time) {
-		b.add("sb", name, []boundAddr{{addr: netip.AddrFrom4([4]byte{192, 0, 2, last}), expires: expires}}, now)
+		b.add(nil, "sb", name, []boundAddr{{addr: netip.AddrFrom4([4]byte{192, 0, 2, last}), expires: expires}}, now)
 	}
 	add("expired.test", 1, now.Add(-time.Second))
 	for i := byte(2); i <= 4; i++ {
@@ -133,7 +135,7 @@ func TestResolverBindingEvictionCounter(t *testing.T) {
 	up := startUpstream(t, zone...)
 	r, _ := newTestResolver(t, up, Options{MaxBindingsPerSandbox: 256})
 	ask(r, srcCustom, "many.allowed.test.", dns.TypeA, true)
-	if n := r.BindingEvictions(); n != 0 {
+	if n := r.Stats().BindingEvictions; n != 0 {
 		t.Fatalf("evictions %d after 250 pairs, want 0", n)
 	}
 	for i := range 10 {
@@ -142,10 +144,40 @@ func TestResolverBindingEvictionCounter(t *testing.T) {
 		})
 		ask(r, srcCustom, "n"+strconv.Itoa(i)+".allowed.test.", dns.TypeA, true)
 	}
-	if n := r.BindingEvictions(); n != 4 {
+	if n := r.Stats().BindingEvictions; n != 4 {
 		t.Errorf("evictions %d, want 4 (260 pairs, bound 256)", n)
 	}
 	if n := r.Stats().BindingEvictions; n != 4 {
 		t.Errorf("Stats().BindingEvictions = %d, want 4", n)
 	}
+}
+
+// TestBindingsJudgedWithStaleSet: pairs judged with a set that a policy
+// change has replaced are not added.
+func TestBindingsJudgedWithStaleSet(t *testing.T) {
+	var live atomic.Pointer[policy.Set]
+	oldSet, newSet := &policy.Set{}, &policy.Set{}
+	live.Store(newSet)
+	b := newBindings(4, &live)
+	now := time.Now()
+	a := netip.MustParseAddr("192.0.2.1")
+	b.add(oldSet, "sb", "a.test", []boundAddr{{addr: a, expires: now.Add(time.Hour)}}, now)
+	if b.bound("sb", "a.test", a, now) {
+		t.Error("pair judged with the replaced set was bound")
+	}
+	b.add(newSet, "sb", "a.test", []boundAddr{{addr: a, expires: now.Add(time.Hour)}}, now)
+	if !b.bound("sb", "a.test", a, now) {
+		t.Error("pair judged with the set in force was not bound")
+	}
+}
+
+// count returns how many pairs sandbox holds, expired ones included.
+func (b *bindings) count(sandbox string) int {
+	sb := b.sandbox(sandbox, false)
+	if sb == nil {
+		return 0
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.lru.Len()
 }

@@ -68,10 +68,10 @@ func NewResolver(opts Options, set *policy.Set) *Resolver {
 		log:      opts.Logger.Named("dns").WithOptions(sampled),
 		cache:    newAnswerCache(opts.CacheSize),
 		fast:     newFastCache(opts.CacheSize),
-		binds:    newBindings(opts.MaxBindingsPerSandbox),
 		now:      time.Now,
 		inflight: make(chan struct{}, maxInflight),
 	}
+	r.binds = newBindings(opts.MaxBindingsPerSandbox, &r.sandboxes)
 	r.sandboxes.Store(set)
 	return r
 }
@@ -153,8 +153,3 @@ func (r *Resolver) Stats() Stats {
 		CachedAnswers:    r.cache.len(),
 	}
 }
-
-// BindingEvictions counts live (name, address) bindings evicted because a
-// sandbox reached MaxBindingsPerSandbox. A growing count means flows to
-// addresses answered long ago may be denied: raise the bound.
-func (r *Resolver) BindingEvictions() uint64 { return r.binds.evicted.Load() }

@@ -89,7 +89,7 @@ func (r *Resolver) fastAnswer(src netip.Addr, b []byte, tcp bool, buf []byte) ([
 	out := e.render(buf, &q, now)
 	if e.needsRefresh(now) {
 		var bs [16]boundAddr
-		r.binds.add(sb.Name, e.name, e.bindsAt(bs[:0], now, r.opts.MinBindingTTL), now)
+		r.binds.add(set, sb.Name, e.name, e.bindsAt(bs[:0], now, r.opts.MinBindingTTL), now)
 	}
 	r.stats.queries.Add(1)
 	r.stats.forwarded.Add(1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,6 +21,9 @@ const (
 	tcpWrite      = 5 * time.Second
 	maxTCPQueries = 1000
 	maxTCPConns   = 1024
+	// maxTCPConnsPerSource keeps one sandbox's idle connections from
+	// taking every slot of maxTCPConns from the others.
+	maxTCPConnsPerSource = 64
 )
 
 // serveTCP accepts connections on ln until it is closed. A TPROXY'd
@@ -75,28 +79,39 @@ func (r *Resolver) handleTCP(ctx context.Context, c *net.TCPConn, conns *connSet
 	}
 }
 
-// connSet tracks open TCP connections so that shutdown can close them.
+// connSet tracks open TCP connections, in all and per source address, so
+// that limits hold and shutdown can close them.
 type connSet struct {
-	mu    sync.Mutex
-	conns map[*net.TCPConn]struct{}
-	done  bool
+	mu     sync.Mutex
+	conns  map[*net.TCPConn]netip.Addr
+	perSrc map[netip.Addr]int
+	done   bool
 }
 
-func newConnSet() *connSet { return &connSet{conns: make(map[*net.TCPConn]struct{})} }
+func newConnSet() *connSet {
+	return &connSet{conns: make(map[*net.TCPConn]netip.Addr), perSrc: make(map[netip.Addr]int)}
+}
 
 func (s *connSet) add(c *net.TCPConn) bool {
+	src := addrPortOf(c.RemoteAddr()).Addr()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done || len(s.conns) >= maxTCPConns {
+	if s.done || len(s.conns) >= maxTCPConns || s.perSrc[src] >= maxTCPConnsPerSource {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = src
+	s.perSrc[src]++
 	return true
 }
 
 func (s *connSet) remove(c *net.TCPConn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	if src, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		if s.perSrc[src]--; s.perSrc[src] == 0 {
+			delete(s.perSrc, src)
+		}
+	}
 	s.mu.Unlock()
 	c.Close()
 }

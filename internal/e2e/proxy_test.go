@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,4 +355,44 @@ func (s *splitConn) Write(p []byte) (int, error) {
 		time.Sleep(s.pause)
 	}
 	return len(p), nil
+}
+
+// TestRebindingToHost: an allowed name that resolves to the host's own
+// address (dns.block_private_answers, on by default) is neither answered
+// to the sandbox nor dialled by egressd when the sandbox sends that SNI
+// to an internet address. A listener on the host address records any
+// connection that gets through.
+func TestRebindingToHost(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	var ln net.Listener
+	err := netnstest.Do(e.tp.Firewall, func() (err error) {
+		ln, err = net.Listen("tcp4", netnstest.GatewayAddr4.String()+":443")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var reached atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			reached.Add(1)
+			c.Close()
+		}
+	}()
+	if out, _ := e.dig("198.51.100.53", "host.allowed.test", "A", false); strings.Contains(out, "10.231.0.1") {
+		t.Errorf("the host's address was answered to the sandbox:\n%s", out)
+	}
+	if out, err := e.curl("--resolve", "host.allowed.test:443:198.51.100.10", "https://host.allowed.test/"); err == nil {
+		t.Fatalf("curl succeeded: %q", out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("egressd dialled the host's own address %d times", n)
+	}
+	e.noEvents("sni=host.allowed.test")
 }

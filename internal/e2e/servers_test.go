@@ -74,6 +74,8 @@ var zone = map[string][]string{
 	"evil.test.":           {"198.51.100.66"},
 	"inside-deny.test.":    {"198.51.100.130"},
 	"v6only.allowed.test.": {"2001:db8::11"},
+	// Rebinding: an allowed name that resolves to the firewall itself.
+	"host.allowed.test.": {"10.231.0.1"},
 }
 
 // serverNames are the names the test certificate covers.

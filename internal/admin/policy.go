@@ -55,9 +55,13 @@ func (h *handler) putPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	p, _ := policy.Compile(spec) // CheckSpec compiled it already
-	h.log.Info("policy set", append(peerFields(r), specFields(name, p.Spec())...)...)
-	writeJSON(w, http.StatusOK, p.Spec())
+	info, err := h.ctl.Policy(name) // normalised, as now in force
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.log.Info("policy set", append(peerFields(r), specFields(name, info.Spec)...)...)
+	writeJSON(w, http.StatusOK, info.Spec)
 }
 
 // deletePolicy is DELETE /v1/sandboxes/{name}/policy: the config file's

@@ -86,14 +86,7 @@ func TestDNSCustom(t *testing.T) {
 }
 
 func TestDNSAllowAll(t *testing.T) {
-	e := newEnv(t, `
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "allow-all"
-deny_cidrs = ["198.51.100.128/25"]
-`)
+	e := newEnv(t, allowAllSandbox+`deny_cidrs = ["198.51.100.128/25"]`)
 	e.checkDig(t, []digCase{
 		{"evil.test", "A", "NOERROR", "198.51.100.66"},
 		{"allowed.test", "AAAA", "NOERROR", "2001:db8::10"},
@@ -104,13 +97,7 @@ deny_cidrs = ["198.51.100.128/25"]
 }
 
 func TestDNSDenyAll(t *testing.T) {
-	e := newEnv(t, `
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "deny-all"
-`)
+	e := newEnv(t, denyAllSandbox)
 	e.checkDig(t, []digCase{{"allowed.test", "A", "", ""}})
 	e.noEvents("dns")
 }

@@ -55,6 +55,24 @@ allow_cidrs   = ["198.51.100.77/32", "2001:db8:77::/64"]
 deny_cidrs    = ["198.51.100.128/25"]
 `
 
+// allowAllSandbox and denyAllSandbox are sb1 in the other two modes.
+const (
+	allowAllSandbox = `
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+mode      = "allow-all"
+`
+	denyAllSandbox = `
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+mode      = "deny-all"
+`
+)
+
 // env is one topology with egressd running in the firewall namespace.
 type env struct {
 	t      *testing.T

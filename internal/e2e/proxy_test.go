@@ -249,13 +249,7 @@ func TestFailClosedAfterKill(t *testing.T) {
 }
 
 func TestDenyAll(t *testing.T) {
-	e := newEnv(t, `
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "deny-all"
-`)
+	e := newEnv(t, denyAllSandbox)
 	if out, err := e.curl("--max-time", "2", "--resolve", "allowed.test:443:198.51.100.10", "https://allowed.test/da"); err == nil {
 		t.Fatalf("deny-all passed TCP: %q", out)
 	}
@@ -269,14 +263,7 @@ mode      = "deny-all"
 }
 
 func TestAllowAll(t *testing.T) {
-	e := newEnv(t, `
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "allow-all"
-deny_cidrs = ["198.51.100.128/25"]
-`)
+	e := newEnv(t, allowAllSandbox+`deny_cidrs = ["198.51.100.128/25"]`)
 	if out, err := e.curl("--resolve", "evil.test:443:198.51.100.66", "https://evil.test/aa"); err != nil || !strings.Contains(out, "hello evil.test") {
 		t.Fatalf("allow-all: %v %q", err, out)
 	}

@@ -9,14 +9,6 @@ import (
 	"time"
 )
 
-const allowAllSandbox = `
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "allow-all"
-`
-
 // reload rewrites the config and sends SIGHUP, then waits for the log line
 // that says how it went.
 func (e *env) reload(sandboxes, want string) {

@@ -48,17 +48,11 @@ func (g guard) filterSVCB(s *dns.SVCB) (hints []netip.Addr, changed bool) {
 				continue
 			}
 		case *dns.SVCBIPv4Hint:
-			var c bool
-			v.Hint, hints, c = g.filterHints(v.Hint, hints)
-			changed = changed || c
-			if len(v.Hint) == 0 {
+			if !g.filterHints(&v.Hint, &hints, &changed) {
 				continue
 			}
 		case *dns.SVCBIPv6Hint:
-			var c bool
-			v.Hint, hints, c = g.filterHints(v.Hint, hints)
-			changed = changed || c
-			if len(v.Hint) == 0 {
+			if !g.filterHints(&v.Hint, &hints, &changed) {
 				continue
 			}
 		}
@@ -82,16 +76,19 @@ func dropKey(m *dns.SVCBMandatory, key dns.SVCBKey) bool {
 	return found
 }
 
-// filterHints keeps the hint addresses guard accepts, appending them to kept.
-func (g guard) filterHints(ips []net.IP, kept []netip.Addr) ([]net.IP, []netip.Addr, bool) {
-	out := ips[:0]
-	for _, ip := range ips {
+// filterHints keeps the hint addresses guard accepts, appending them to
+// kept and setting changed if it dropped any; it reports whether any remain.
+func (g guard) filterHints(ips *[]net.IP, kept *[]netip.Addr, changed *bool) bool {
+	out := (*ips)[:0]
+	for _, ip := range *ips {
 		a, ok := netip.AddrFromSlice(ip)
 		if !ok || !g.keep(a) {
 			continue
 		}
-		kept = append(kept, a.Unmap())
+		*kept = append(*kept, a.Unmap())
 		out = append(out, ip)
 	}
-	return out, kept, len(out) != len(ips)
+	*changed = *changed || len(out) != len(*ips)
+	*ips = out
+	return len(out) > 0
 }

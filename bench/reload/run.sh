@@ -45,26 +45,9 @@ topo_up "rl-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 topo_server_addr 198.51.100.10/32 198.51.100.53/32
 
 sock=$work/run/admin.sock
-# config VARIANT-LINES: the config file with sb1's policy lines.
-config() {
-	cat <<TOML
-[proxy]
-upstream_dns = ["198.51.100.53:53"]
-
-[admin]
-socket = "$sock"
-
-[state]
-dir = "$work/state"
-
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "custom"
-$1
-TOML
-}
+# config VARIANT-LINES: the config file with sb1's custom policy lines.
+config() { topo_config "$sock" "$work/state" "mode = \"custom\"
+$1"; }
 config 'allow_domains = ["pkg.test", "a.test"]
 allow_cidrs = ["203.0.113.7/32"]' >"$work/a.toml"
 config 'allow_domains = ["pkg.test", "*.b.test"]

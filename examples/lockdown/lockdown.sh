@@ -53,22 +53,7 @@ topo_up "ld-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 topo_server_addr 198.51.100.10/32 198.51.100.53/32 198.51.100.66/32 2001:db8::10/128 2001:db8::66/128
 
 sock=$work/run/admin.sock
-cat >"$work/egressd.toml" <<TOML
-[proxy]
-upstream_dns = ["198.51.100.53:53"]
-
-[admin]
-socket = "$sock"
-
-[state]
-dir = "$work/state"
-
-[[sandbox]]
-name      = "sb1"
-interface = "veth-sb1"
-sources   = ["10.231.0.2/32", "fd00:231::2/128"]
-mode      = "allow-all"
-TOML
+topo_config "$sock" "$work/state" 'mode = "allow-all"' >"$work/egressd.toml"
 cat >"$work/lockdown.json" <<'JSON'
 {"mode": "custom", "allow_domains": ["pkg.test"]}
 JSON

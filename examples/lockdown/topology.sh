@@ -70,6 +70,28 @@ topo_wait_up() {
 	done
 }
 
+# topo_config SOCKET STATE_DIR POLICY-LINES: an egressd config for sandbox
+# sb1 of this topology (upstream DNS 198.51.100.53), with POLICY-LINES
+# (mode and lists) for its policy.
+topo_config() {
+	cat <<TOML
+[proxy]
+upstream_dns = ["198.51.100.53:53"]
+
+[admin]
+socket = "$1"
+
+[state]
+dir = "$2"
+
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+$3
+TOML
+}
+
 # topo_down: delete the namespaces topo_up created.
 topo_down() {
 	local ns

@@ -38,8 +38,13 @@ HAPROXY_PORT=15002
 HAPROXY_MARK=0x2b1
 HAPROXY_TABLE=7768
 
-log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=bench
+WORK=$(mktemp -d /tmp/egressd-bench.XXXXXX)
+# shellcheck source=lib.sh
+. "$ROOT/bench/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---- preflight ---------------------------------------------------------------
 
@@ -65,77 +70,7 @@ fi
 HAPROXY_MAXCONN=$((IDLE_N + 2000))
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-WORK=$(mktemp -d /tmp/egressd-bench.XXXXXX)
 SUF=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-SB=egb-$SUF-sb FW=egb-$SUF-fw IN=egb-$SUF-in
-PIDS=()
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	# SIGTERM (egressd drains for up to shutdown_timeout), SIGKILL after 5 s.
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		for _ in {1..50}; do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "$SB" "$FW" "$IN"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	if [ "$rc" != 0 ] || [ -n "${KEEP:-}" ]; then
-		log "exit $rc; logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NS LOGFILE CMD...: run CMD in namespace NS in the background;
-# its PID (ip netns exec execs CMD, so the PID is CMD's) goes to PIDS and
-# to the global LAST_PID.
-start() {
-	local ns=$1 logf=$2
-	shift 2
-	ip netns exec "$ns" "$@" >"$logf" 2>&1 &
-	LAST_PID=$!
-	PIDS+=("$LAST_PID")
-}
-
-# stop PID: SIGTERM, wait, and forget it.
-stop() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-	forget "$1"
-}
-
-# forget PID: drop it from PIDS.
-forget() {
-	local keep=() p
-	for p in "${PIDS[@]}"; do
-		[ "$p" = "$1" ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-
-# wait_for SECONDS DESCRIPTION CMD...: poll CMD until it succeeds.
-wait_for() {
-	local secs=$1 what=$2 i
-	shift 2
-	for ((i = 0; i < secs * 20; i++)); do
-		if "$@" >/dev/null 2>&1; then return 0; fi
-		sleep 0.05
-	done
-	die "timed out waiting for $what"
-}
 
 # ---- build -------------------------------------------------------------------
 
@@ -149,10 +84,8 @@ LOADGEN=$WORK/loadgen
 
 # ---- topology ----------------------------------------------------------------
 
-log "topology $SB ↔ $FW ↔ $IN"
-# shellcheck source=../examples/lockdown/topology.sh
-. "$ROOT/examples/lockdown/topology.sh"
 topo_up "egb-$SUF"
+log "topology $SB ↔ $FW ↔ $IN"
 for ns in "$SB" "$FW" "$IN"; do
 	# Ephemeral ports above the proxies' listening ports: an outgoing
 	# socket in TIME_WAIT on 15002 would keep HAProxy from binding it.

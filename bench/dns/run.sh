@@ -37,8 +37,13 @@ OUT=${OUT:-$ROOT/bench/dns/latest.md}
 RES_IP=10.231.0.1
 AUTH_IP=198.51.100.53
 
-log() { printf '%s bench/dns: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=bench/dns
+WORK=$(mktemp -d /tmp/egressd-dnsbench.XXXXXX)
+# shellcheck source=../lib.sh
+. "$ROOT/bench/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---- preflight ---------------------------------------------------------------
 
@@ -57,58 +62,15 @@ for t in ip nft dnsperf dnsmasq unbound go; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
 
-WORK=$(mktemp -d /tmp/egressd-dnsbench.XXXXXX)
 SUF=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-SB=egd-$SUF-sb FW=egd-$SUF-fw IN=egd-$SUF-in
-PIDS=()
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "$SB" "$FW" "$IN"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	if [ "$rc" != 0 ]; then
-		log "failed (exit $rc); logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---- topology ----------------------------------------------------------------
-
-# shellcheck source=../../examples/lockdown/topology.sh
-. "$ROOT/examples/lockdown/topology.sh"
 
 topology() {
 	topo_up "egd-$SUF"
 	topo_server_addr "$AUTH_IP/32"
 }
 
-# start NS LOGNAME CMD...: run CMD in NS in the background, remember its PID.
-start() {
-	local ns=$1 name=$2
-	shift 2
-	ip netns exec "$ns" "$@" >"$WORK/$name.log" 2>&1 &
-	PIDS+=($!)
-}
-
-stop_last() {
-	local pid=${PIDS[-1]}
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	unset 'PIDS[-1]'
-}
 
 # wait_answer: until the resolver at RES_IP answers a bench name (10 s).
 wait_answer() {
@@ -124,13 +86,13 @@ wait_answer() {
 # ---- servers -----------------------------------------------------------------
 
 start_auth() {
-	start "$IN" auth dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
+	start "$IN" "$WORK/auth.log" dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
 		--listen-address="$AUTH_IP" --bind-interfaces --port=53 --pid-file= --user=root \
 		--address=/bench.test/198.51.100.10 --local-ttl=3600 --log-facility=/dev/null
 }
 
 start_dnsmasq() {
-	start "$FW" dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
+	start "$FW" "$WORK/dnsmasq.log" dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
 		--listen-address="$RES_IP" --bind-interfaces --port=53 --pid-file= --user=root \
 		--server="$AUTH_IP" --cache-size=10000 --dns-forward-max=1000 --log-facility=/dev/null
 }
@@ -163,7 +125,7 @@ start_unbound() {
 	    name: "."
 	    forward-addr: $AUTH_IP
 	EOF
-	start "$FW" unbound unbound -d -c "$WORK/unbound.conf"
+	start "$FW" "$WORK/unbound.log" unbound -d -c "$WORK/unbound.conf"
 }
 
 start_egressd() {
@@ -183,7 +145,7 @@ start_egressd() {
 	mode = "custom"
 	allow_domains = ["*.bench.test"]
 	EOF
-	start "$FW" egressd "$EGRESSD" run -cleanup-on-exit -config "$WORK/egressd.toml"
+	start "$FW" "$WORK/egressd.log" "$EGRESSD" run -cleanup-on-exit -config "$WORK/egressd.toml"
 }
 
 # ---- measurement -------------------------------------------------------------
@@ -241,7 +203,7 @@ main() {
 			warm
 			max_rate "$s" >>"$WORK/$s.maxes"
 			log "$s: round $r max $(tail -1 "$WORK/$s.maxes") q/s"
-			stop_last
+			stop "$LAST_PID"
 		done
 	done
 	for s in $setups; do
@@ -254,7 +216,7 @@ main() {
 			warm
 			at_rate "$s" "$HALF" >>"$WORK/$s.paced"
 			log "$s: round $r at $HALF q/s: $(tail -1 "$WORK/$s.paced") (q/s p50 p99 lost)"
-			stop_last
+			stop "$LAST_PID"
 		done
 	done
 	for s in $setups; do

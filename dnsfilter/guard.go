@@ -10,22 +10,24 @@ import (
 )
 
 // guard decides which answered addresses a sandbox may see for one
-// question: never one inside deny_cidrs; for a name allowed by
-// allow_domains with block_private_answers, no internal address unless
-// allow_cidrs lists it.
+// question: never one inside deny_cidrs, of the host itself
+// (host.protect_host) or of another sandbox (host.isolate_sandboxes); for
+// a name allowed by allow_domains with block_private_answers, no internal
+// address unless allow_cidrs lists it.
 type guard struct {
-	pol          *policy.Policy
+	set          *policy.Set
+	sb           *policy.Sandbox
 	blockPrivate bool // block_private_answers and the name matched allow_domains
 }
 
-func newGuard(pol *policy.Policy, d policy.Decision, blockPrivate bool) guard {
-	return guard{pol: pol, blockPrivate: blockPrivate && d.Reason == policy.ReasonAllowDomain}
+func newGuard(set *policy.Set, sb *policy.Sandbox, d policy.Decision, blockPrivate bool) guard {
+	return guard{set: set, sb: sb, blockPrivate: blockPrivate && d.Reason == policy.ReasonAllowDomain}
 }
 
 // keep reports whether a may appear in the answer: the rule the proxy
-// applies when it dials for such a name (policy.NameMayReach).
+// applies when it dials for such a name (policy.Set.NameMayReach).
 func (g guard) keep(a netip.Addr) bool {
-	return g.pol.NameMayReach(a, g.blockPrivate)
+	return g.set.NameMayReach(g.sb, a, g.blockPrivate)
 }
 
 // filterSVCB removes the ech parameter from an SVCB or HTTPS record (and

@@ -74,9 +74,10 @@ func TestOutOfChainRecords(t *testing.T) {
 	}
 	m.Extra = append(m.Extra, mustRR(t, "ns.test. 60 IN A 10.0.0.1"), mustRR(t, "ns.test. 60 IN A 198.51.100.8"))
 	r, _ := newTestResolver(t, nil, Options{})
-	sb, _ := r.sandboxes.Load().ByName("custom")
+	set := r.sandboxes.Load()
+	sb, _ := set.ByName("custom")
 	d := sb.Policy.DecideName("a.allowed.test")
-	s := shape(m, "a.allowed.test.", newGuard(sb.Policy, d, true))
+	s := shape(m, "a.allowed.test.", newGuard(set, sb, d, true))
 	if got := answerAddrs(m); !slices.Equal(got, []string{"198.51.100.5", "198.51.100.7"}) {
 		t.Errorf("answer %v, want the chain's addresses only", got)
 	}
@@ -121,8 +122,9 @@ func TestECHStripped(t *testing.T) {
 	t.Run("svcb type too", func(t *testing.T) {
 		m := new(dns.Msg)
 		m.Answer = []dns.RR{mustRR(t, "_dns.allowed.test. 60 IN SVCB 1 dns.allowed.test. alpn=dot ech=ZWNo")}
-		sb, _ := r.sandboxes.Load().ByName("custom")
-		shape(m, "_dns.allowed.test.", newGuard(sb.Policy, sb.Policy.DecideName("_dns.allowed.test"), true))
+		set := r.sandboxes.Load()
+		sb, _ := set.ByName("custom")
+		shape(m, "_dns.allowed.test.", newGuard(set, sb, sb.Policy.DecideName("_dns.allowed.test"), true))
 		if s := m.Answer[0].String(); strings.Contains(s, "ech") {
 			t.Errorf("record %s still has ech", s)
 		}

@@ -204,7 +204,7 @@ func testSet(t testing.TB, custom policy.Spec) *policy.Set {
 		mk("custom", "10.231.0.2/32 fd00:231::2/128 127.0.0.0/8 ::1/128", custom),
 		mk("open", "10.232.0.2/32", policy.Spec{Mode: policy.ModeAllowAll, DenyCIDRs: []string{"198.51.100.128/25"}}),
 		mk("closed", "10.233.0.2/32", policy.Spec{Mode: policy.ModeDenyAll}),
-	})
+	}, policy.Guard{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func (r *Resolver) forward(ctx context.Context, req *dns.Msg, set *policy.Set, s
 	}
 	r.stats.forwarded.Add(1)
 	now := r.now()
-	s := shape(resp, dns.Fqdn(k.name), newGuard(sb.Policy, ev.d, r.opts.BlockPrivateAnswers))
+	s := shape(resp, dns.Fqdn(k.name), newGuard(set, sb, ev.d, r.opts.BlockPrivateAnswers))
 	r.binds.add(set, sb.Name, k.name, bindUntil(s, now, r.opts.MinBindingTTL), now)
 	ev.changed = s.changed
 	reply := forwardReply(req, resp, s.changed)

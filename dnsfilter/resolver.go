@@ -108,7 +108,7 @@ func (r *Resolver) SetSandboxes(set *policy.Set) {
 		}
 		return func(k bindKey) bool {
 			d := decide(sb.Policy, k.name)
-			return d.Allowed() && newGuard(sb.Policy, d, r.opts.BlockPrivateAnswers).keep(k.addr)
+			return d.Allowed() && newGuard(set, sb, d, r.opts.BlockPrivateAnswers).keep(k.addr)
 		}, true
 	})
 	uncached := r.cache.removeNames(func(name string) bool {

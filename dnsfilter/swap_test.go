@@ -68,7 +68,7 @@ func withoutSandbox(t *testing.T, set *policy.Set, name string) *policy.Set {
 			keep = append(keep, *sb)
 		}
 	}
-	out, err := policy.NewSet(keep)
+	out, err := policy.NewSet(keep, policy.Guard{})
 	if err != nil {
 		t.Fatal(err)
 	}

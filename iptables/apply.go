@@ -9,11 +9,14 @@ import (
 type Installer struct {
 	// Run runs the nft and ip commands; nil means Exec (this host).
 	Run Runner
+	// NetNS names the network namespace (/run/netns/NAME) Heartbeat works
+	// in; "" is this process's. Run must point at the same one.
+	NetNS string
 }
 
 // Apply installs the rules for sbs on this host. See Installer.Apply.
-func Apply(ctx context.Context, sbs []Sandbox, p Ports) error {
-	return Installer{}.Apply(ctx, sbs, p)
+func Apply(ctx context.Context, sbs []Sandbox, p Ports, h Host) error {
+	return Installer{}.Apply(ctx, sbs, p, h)
 }
 
 // Cleanup removes everything Apply installed on this host. See
@@ -25,8 +28,8 @@ func Cleanup(ctx context.Context) error {
 // Apply sets up TPROXY policy routing, then loads the ruleset, replacing any
 // previous one in one transaction. Applying twice leaves one copy of
 // everything. On error the previous ruleset, if any, stays in place.
-func (in Installer) Apply(ctx context.Context, sbs []Sandbox, p Ports) error {
-	rs, err := NewRuleset(sbs, p)
+func (in Installer) Apply(ctx context.Context, sbs []Sandbox, p Ports, h Host) error {
+	rs, err := NewRuleset(sbs, p, h)
 	if err != nil {
 		return err
 	}
@@ -39,15 +42,11 @@ func (in Installer) Apply(ctx context.Context, sbs []Sandbox, p Ports) error {
 	return nil
 }
 
-// removeTable deletes table inet egressd in one transaction whether or not
-// it exists (nft 1.0.6 has no "destroy").
-const removeTable = "table inet " + Table + " {}\ndelete table inet " + Table + "\n"
-
-// Cleanup removes the table first (no more marks), then the policy routing.
+// Cleanup removes the tables first (no more marks), then the policy routing.
 // It is idempotent and succeeds when nothing is installed.
 func (in Installer) Cleanup(ctx context.Context) error {
-	if _, err := in.run(ctx, removeTable, "nft", "-f", "-"); err != nil {
-		return fmt.Errorf("iptables: remove table: %w", err)
+	if _, err := in.run(ctx, removeTables, "nft", "-f", "-"); err != nil {
+		return fmt.Errorf("iptables: remove tables: %w", err)
 	}
 	return in.removeRouting(ctx)
 }

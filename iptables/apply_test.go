@@ -72,7 +72,7 @@ var testSandboxes = []Sandbox{{Name: "sb1", Interface: "veth-sb1", Mode: ModeCus
 func TestApplyCommands(t *testing.T) {
 	h := newFakeHost()
 	in := Installer{Run: h.run}
-	if err := in.Apply(context.Background(), testSandboxes, ports); err != nil {
+	if err := in.Apply(context.Background(), testSandboxes, ports, Host{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	want := []string{
@@ -87,7 +87,7 @@ func TestApplyCommands(t *testing.T) {
 	if !slices.Equal(h.calls, want) {
 		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(h.calls, "\n"), strings.Join(want, "\n"))
 	}
-	script, _ := Render(testSandboxes, ports)
+	script, _ := Render(testSandboxes, ports, Host{})
 	if len(h.nftInput) != 1 || h.nftInput[0] != script {
 		t.Errorf("nft got %q, want the rendered script", h.nftInput)
 	}
@@ -97,7 +97,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 	h := newFakeHost()
 	in := Installer{Run: h.run}
 	for i := range 3 {
-		if err := in.Apply(context.Background(), testSandboxes, ports); err != nil {
+		if err := in.Apply(context.Background(), testSandboxes, ports, Host{}); err != nil {
 			t.Fatalf("Apply #%d: %v", i+1, err)
 		}
 	}
@@ -109,7 +109,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 func TestApplyErrors(t *testing.T) {
 	t.Run("invalid input runs nothing", func(t *testing.T) {
 		h := newFakeHost()
-		err := Installer{Run: h.run}.Apply(context.Background(), testSandboxes, Ports{})
+		err := Installer{Run: h.run}.Apply(context.Background(), testSandboxes, Ports{}, Host{})
 		if err == nil || len(h.calls) != 0 {
 			t.Fatalf("err = %v, calls = %q; want an error and no command", err, h.calls)
 		}
@@ -117,7 +117,7 @@ func TestApplyErrors(t *testing.T) {
 	t.Run("nft failure is wrapped", func(t *testing.T) {
 		h := newFakeHost()
 		h.nftErr = errors.New("nft -f -: exit status 1: Error: syntax error")
-		err := Installer{Run: h.run}.Apply(context.Background(), testSandboxes, ports)
+		err := Installer{Run: h.run}.Apply(context.Background(), testSandboxes, ports, Host{})
 		if err == nil || !strings.Contains(err.Error(), "iptables: load ruleset: nft -f -: exit status 1: Error: syntax error") {
 			t.Fatalf("err = %v", err)
 		}
@@ -154,8 +154,8 @@ func TestCleanup(t *testing.T) {
 			if h.rules["-4"] != 0 || h.rules["-6"] != 0 {
 				t.Errorf("rules left: %v", h.rules)
 			}
-			if h.calls[0] != "nft -f -" || h.nftInput[0] != removeTable {
-				t.Errorf("first command %q with %q, want the table removed first", h.calls[0], h.nftInput[0])
+			if h.calls[0] != "nft -f -" || h.nftInput[0] != removeTables {
+				t.Errorf("first command %q with %q, want the tables removed first", h.calls[0], h.nftInput[0])
 			}
 			if h.routes["-4"] || h.routes["-6"] {
 				t.Errorf("routes left: %v", h.routes)

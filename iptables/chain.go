@@ -7,7 +7,7 @@ import (
 
 // writeSandboxChain writes one sandbox's chain. Order matters: see the
 // package comment. Every path ends in a verdict.
-func writeSandboxChain(b *strings.Builder, sb *ruleSandbox, p Ports) {
+func writeSandboxChain(b *strings.Builder, sb *ruleSandbox, p Ports, h Host) {
 	fmt.Fprintf(b, "\n\tchain %s {\n", sb.id)
 	fmt.Fprintf(b, "\t\tcomment %q\n", "sandbox "+sb.Name)
 	w := chainWriter{b: b, sb: sb, mark: fmt.Sprintf("0x%x", Mark)}
@@ -21,6 +21,13 @@ func writeSandboxChain(b *strings.Builder, sb *ruleSandbox, p Ports) {
 	w.dns(p.DNS)
 	w.denyCIDRs()
 	w.tcp(p.TProxy)
+	w.alive()
+	if h.ProtectHost {
+		w.protectHost()
+	}
+	if h.IsolateSandboxes {
+		w.isolate()
+	}
 	w.others()
 	b.WriteString("\t}\n")
 }
@@ -83,6 +90,9 @@ func (w chainWriter) denyCIDRs() {
 func (w chainWriter) tcp(port int) {
 	w.section("TCP, to any destination: to the proxy")
 	w.tproxy("meta l4proto tcp", port, "TCP to proxy")
+	// TPROXY falls through for a packet of a non-transparent local socket:
+	// the answer of a sandbox to a connection egressd opened to it.
+	w.rule(fmt.Sprintf("meta l4proto tcp socket mark 0x%x accept", DialMark), "answer to egressd's own connection")
 	w.rule("meta l4proto tcp counter drop", "proxy not listening")
 }
 
@@ -92,6 +102,29 @@ func (w chainWriter) tproxy(match string, port int, comment string) {
 		w.rule(fmt.Sprintf("meta nfproto %s %s tproxy %s to :%d meta mark set %s accept",
 			fam.nfproto, match, fam.tproxy, port, w.mark), comment)
 	}
+}
+
+// alive drops every remaining packet once the heartbeat set has expired:
+// egressd is not running, so nothing passes.
+func (w chainWriter) alive() {
+	w.section("egressd must be running for anything below to pass")
+	w.rule("meta nfproto != @"+AliveSet+" counter drop", "egressd not running")
+}
+
+// protectHost drops non-TCP to the host's own addresses, as the kernel
+// knows them at this packet (fib), unless allow_cidrs names the address.
+func (w chainWriter) protectHost() {
+	w.section("protect_host: not to this host's own addresses")
+	const local = "fib daddr type { local, broadcast, anycast, multicast }"
+	w.rule(fmt.Sprintf("%s ip daddr != @%s_exact4 counter drop", local, w.sb.id), "protect_host")
+	w.rule(fmt.Sprintf("%s ip6 daddr != @%s_exact6 counter drop", local, w.sb.id), "protect_host")
+}
+
+// isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
+func (w chainWriter) isolate() {
+	w.section("isolate_sandboxes: not to other sandboxes")
+	w.rule(fmt.Sprintf("ip daddr @peers4 ip daddr != @%s_named4 counter drop", w.sb.id), "isolate_sandboxes")
+	w.rule(fmt.Sprintf("ip6 daddr @peers6 ip6 daddr != @%s_named6 counter drop", w.sb.id), "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.

@@ -7,7 +7,9 @@
 // the CIDR sets they use in one atomic transaction, interval sets replace
 // ipset, and no iptables/ip6tables pair can drift apart.
 //
-// Everything egressd installs lives in table inet egressd plus one policy
+// Everything egressd installs lives in tables inet egressd and bridge
+// egressd (which drops frames entering a bridge through a sandbox or
+// guarded interface) plus one policy
 // routing rule per family (fwmark Mark → table RouteTable, which routes
 // everything to lo so TPROXY-marked packets are delivered locally):
 //
@@ -20,7 +22,11 @@
 //	  │                                       (no resolver: drop)
 //	  ├─ non-TCP to deny_cidrs ───────────────────────────────► drop
 //	  ├─ TCP (any destination, deny_cidrs too) ─► TPROXY to the proxy port
+//	  │    answer on a connection egressd opened to the sandbox ► accept
 //	  │                                           (no listener: drop)
+//	  ├─ egressd not running (heartbeat set expired) ─────────► drop
+//	  ├─ protect_host: to an address of this host (fib) ──────► drop
+//	  ├─ isolate_sandboxes: to another sandbox's sources ─────► drop
 //	  └─ other protocols: allow-all ► accept; custom ► accept if the
 //	     destination is in allow_cidrs; else drop
 //
@@ -47,6 +53,11 @@ const (
 	Table = "egressd"
 	// Mark is the packet mark set on diverted packets ("egress" in hex speak).
 	Mark = 0x1e57
+	// DialMark is the socket mark (SO_MARK) of the connections egressd's
+	// proxy opens. A sandbox's TCP packets that belong to one of them
+	// (the answers of a sandbox that allow_cidrs lets egressd dial) are
+	// accepted: they are delivered to that socket and go nowhere else.
+	DialMark = 0x1e58
 	// RouteTable is the routing table Mark selects; it routes all to lo.
 	RouteTable = 7767
 	// RulePriority is the priority of the fwmark rules (before main, 32766).

@@ -22,12 +22,12 @@ func FuzzRender(f *testing.F) {
 		}
 		sb := Sandbox{Name: name, Interface: iface, Mode: ModeCustom,
 			Sources: []netip.Prefix{p}, AllowCIDRs: []netip.Prefix{p}, DenyCIDRs: []netip.Prefix{p}}
-		got, err := Render([]Sandbox{sb}, ports)
+		got, err := Render([]Sandbox{sb}, ports, Host{})
 		if err != nil {
 			return
 		}
 		sb.Name, sb.Interface = "n", "i"
-		ref, err := Render([]Sandbox{sb}, ports)
+		ref, err := Render([]Sandbox{sb}, ports, Host{})
 		if err != nil {
 			t.Fatalf("reference render: %v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -60,7 +61,7 @@ func TestKernelApplyTwiceCleanupTwice(t *testing.T) {
 	sbs := []Sandbox{{Name: "sb1", Interface: "veth-sb1", Mode: ModeCustom,
 		Sources: prefixes("10.231.0.2/32", "fd00:231::2/128"), AllowCIDRs: prefixes("198.51.100.0/24")}}
 	for i := range 2 {
-		if err := in.Apply(ctx, sbs, ports); err != nil {
+		if err := in.Apply(ctx, sbs, ports, Host{}); err != nil {
 			t.Fatalf("Apply #%d: %v", i+1, err)
 		}
 	}
@@ -115,7 +116,7 @@ func TestKernelReloadReplacesRuleset(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			sb.Mode, sb.AllowCIDRs = st.mode, prefixes(st.allow...)
-			if err := in.Apply(ctx, []Sandbox{sb}, ports); err != nil {
+			if err := in.Apply(ctx, []Sandbox{sb}, ports, Host{}); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
 			table := inNS(t, ns, "nft", "list", "table", "inet", Table)
@@ -139,10 +140,13 @@ func TestKernelFailedLoadKeepsOldRuleset(t *testing.T) {
 	ns, in := kernelNamespace(t)
 	ctx := context.Background()
 	sbs := []Sandbox{{Name: "old", Interface: "veth-sb1", Mode: ModeAllowAll, Sources: prefixes("10.231.0.2/32")}}
-	if err := in.Apply(ctx, sbs, ports); err != nil {
+	if err := in.Apply(ctx, sbs, ports, Host{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	before := inNS(t, ns, "nft", "list", "table", "inet", Table)
+	// The heartbeat elements' remaining time differs between listings.
+	expires := regexp.MustCompile(` expires \S+`)
+	list := func() string { return expires.ReplaceAllString(inNS(t, ns, "nft", "list", "table", "inet", Table), "") }
+	before := list()
 	broken := Installer{Run: func(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
 		if name == "nft" {
 			stdin = strings.Replace(stdin, "counter drop", "counter dropp", 1)
@@ -150,10 +154,10 @@ func TestKernelFailedLoadKeepsOldRuleset(t *testing.T) {
 		return in.Run(ctx, stdin, name, args...)
 	}}
 	sbs[0].Name, sbs[0].Mode = "new", ModeDenyAll
-	if err := broken.Apply(ctx, sbs, ports); err == nil || !strings.Contains(err.Error(), "dropp") {
+	if err := broken.Apply(ctx, sbs, ports, Host{}); err == nil || !strings.Contains(err.Error(), "dropp") {
 		t.Fatalf("Apply with a broken script: err = %v, want nft's syntax error", err)
 	}
-	if after := inNS(t, ns, "nft", "list", "table", "inet", Table); after != before {
+	if after := list(); after != before {
 		t.Errorf("ruleset changed by a failed load:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

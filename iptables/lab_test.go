@@ -37,7 +37,7 @@ func newLab(t *testing.T) *lab {
 	t.Helper()
 	requireKernel(t)
 	tp := netnstest.New(t)
-	l := &lab{Topology: tp, in: Installer{Run: InNetns(tp.Firewall)}, udp: newRecorder()}
+	l := &lab{Topology: tp, in: Installer{Run: InNetns(tp.Firewall), NetNS: tp.Firewall}, udp: newRecorder()}
 	for _, port := range []string{"9999", "53"} {
 		l.udp.listen(t, tp, "[::]:"+port)
 	}
@@ -47,17 +47,33 @@ func newLab(t *testing.T) *lab {
 func (l *lab) apply(t *testing.T, sb Sandbox, p Ports) {
 	t.Helper()
 	sb.Name, sb.Interface = "sb1", netnstest.FirewallSandboxIface
-	if err := l.in.Apply(context.Background(), []Sandbox{sb}, p); err != nil {
+	if err := l.in.Apply(context.Background(), []Sandbox{sb}, p, Host{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	l.beat(t)
+}
+
+// beat refreshes the heartbeat set, as a running egressd does, until the
+// test ends.
+func (l *lab) beat(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.in.Heartbeat(ctx, func(error) {}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Heartbeat: %v", err)
+		}
+	})
 }
 
 var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ .*comment "([^"]*)"`)
 
-// drops returns the firewall's drop counters of sb0, summed by comment.
+// drops returns the firewall's drop counters, summed by comment.
 func (l *lab) drops(t *testing.T) map[string]uint64 {
 	t.Helper()
-	out := l.Run(l.Firewall, "nft", "list", "chain", "inet", Table, "sb0")
+	out := l.Run(l.Firewall, "nft", "list", "table", "inet", Table)
 	m := map[string]uint64{}
 	for _, sub := range counterRE.FindAllStringSubmatch(out, -1) {
 		n, _ := strconv.ParseUint(sub[1], 10, 64)
@@ -77,7 +93,7 @@ func (l *lab) expectDropped(t *testing.T, reason string, send func() error) {
 	for deadline := time.Now().Add(waitFor); l.drops(t)[reason] == before; {
 		if time.Now().After(deadline) {
 			t.Fatalf("no drop counted for %q in %v:\n%s", reason, waitFor,
-				l.Run(l.Firewall, "nft", "list", "chain", "inet", Table, "sb0"))
+				l.Run(l.Firewall, "nft", "list", "table", "inet", Table))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

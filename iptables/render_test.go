@@ -26,34 +26,43 @@ var goldenCases = []struct {
 	name  string
 	sbs   []Sandbox
 	ports Ports
+	host  Host
 }{
-	{"empty", nil, ports},
+	{"empty", nil, ports, Host{}},
 	{"custom", []Sandbox{{
 		Name: "agent-1.ci", Interface: "veth-sb1", Mode: ModeCustom,
 		Sources:    prefixes("10.231.0.2/32", "fd00:231::2/128"),
 		AllowCIDRs: prefixes("198.51.100.0/24", "198.51.100.77/32", "203.0.113.9/32", "2001:db8::/48"),
 		DenyCIDRs:  prefixes("198.51.100.66/32", "169.254.0.0/16", "fe80::/10"),
-	}}, ports},
+	}}, ports, Host{}},
 	{"allow_all_no_dns", []Sandbox{{
 		Name: "builder", Interface: "veth-b", Mode: ModeAllowAll,
 		Sources:   prefixes("10.1.0.0/24"),
 		DenyCIDRs: prefixes("10.0.0.0/8", "192.168.0.0/16"),
-	}}, Ports{TProxy: 15001}},
+	}}, Ports{TProxy: 15001}, Host{}},
 	{"deny_all", []Sandbox{{
 		Name: "jail", Interface: "veth-j", Mode: ModeDenyAll,
 		Sources: prefixes("10.9.0.2/32", "fd00:9::2/128"),
-	}}, ports},
+	}}, ports, Host{}},
 	{"two_sandboxes_sorted", []Sandbox{
 		{Name: "zeta", Interface: "veth-z", Mode: ModeAllowAll, Sources: prefixes("10.2.0.2/32")},
 		{Name: "alpha", Interface: "veth-a", Mode: ModeCustom, Sources: prefixes("10.3.0.2/32"),
 			AllowCIDRs: prefixes("203.0.113.0/24")},
-	}, ports},
+	}, ports, Host{}},
+	{"host_guard", []Sandbox{
+		{Name: "web", Interface: "veth-sb1", Mode: ModeAllowAll, Sources: prefixes("10.231.0.2/32", "fd00:231::2/128")},
+		{Name: "db", Interface: "veth-sb2", Mode: ModeCustom, Sources: prefixes("10.231.1.2/32"),
+			AllowCIDRs: prefixes("10.231.0.2/32", "10.0.0.0/8", "198.51.100.1/32")},
+	}, ports, Host{
+		Guarded:     []string{"veth-sb*", "tap*", "veth-old", "veth-sb1", "veth-old"},
+		ProtectHost: true, IsolateSandboxes: true,
+	}},
 }
 
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Render(tc.sbs, tc.ports)
+			got, err := Render(tc.sbs, tc.ports, tc.host)
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
@@ -82,8 +91,8 @@ func TestRenderDoesNotDependOnInputOrder(t *testing.T) {
 	b := []Sandbox{a[1], a[0]}
 	b[1].Sources = prefixes("10.0.0.1/32", "10.0.0.2/32")
 	b[0].AllowCIDRs = prefixes("198.51.100.0/24", "203.0.113.0/25")
-	ra, errA := Render(a, ports)
-	rb, errB := Render(b, ports)
+	ra, errA := Render(a, ports, Host{})
+	rb, errB := Render(b, ports, Host{})
 	if errA != nil || errB != nil {
 		t.Fatalf("Render: %v, %v", errA, errB)
 	}
@@ -94,7 +103,7 @@ func TestRenderDoesNotDependOnInputOrder(t *testing.T) {
 
 func TestRenderFailsClosed(t *testing.T) {
 	sb := Sandbox{Name: "x", Interface: "veth-x", Mode: ModeCustom, Sources: prefixes("10.0.0.2/32")}
-	got, err := Render([]Sandbox{sb}, ports)
+	got, err := Render([]Sandbox{sb}, ports, Host{})
 	if err != nil {
 		t.Fatal(err)
 	}

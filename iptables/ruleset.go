@@ -12,6 +12,12 @@ import (
 type Ruleset struct {
 	sandboxes []ruleSandbox // sorted by name
 	ports     Ports
+	host      Host
+	// peers4, peers6 hold every sandbox's sources (IsolateSandboxes).
+	peers4, peers6 []netip.Prefix
+	// guardNames and guardPatterns are Host.Guarded split into exact names
+	// that no sandbox claims and prefix* patterns.
+	guardNames, guardPatterns []string
 }
 
 // ruleSandbox is a Sandbox with its nft identifier and per-family sets.
@@ -20,17 +26,25 @@ type ruleSandbox struct {
 	id                  string // "sb0": names are free text, identifiers are not
 	src4, allow4, deny4 []netip.Prefix
 	src6, allow6, deny6 []netip.Prefix
+	// exact4, exact6: allow_cidrs entries of one address (ProtectHost).
+	exact4, exact6 []netip.Prefix
+	// named4, named6: allow_cidrs entries naming another sandbox's
+	// sources (IsolateSandboxes).
+	named4, named6 []netip.Prefix
 }
 
-// NewRuleset validates sbs and p. Sandboxes are sorted by name, so their
+// NewRuleset validates sbs, p and h. Sandboxes are sorted by name, so their
 // identifiers (sb0, sb1, …) do not depend on the input order.
-func NewRuleset(sbs []Sandbox, p Ports) (*Ruleset, error) {
+func NewRuleset(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	if err := h.validate(); err != nil {
 		return nil, err
 	}
 	sorted := slices.Clone(sbs)
 	slices.SortFunc(sorted, func(a, b Sandbox) int { return strings.Compare(a.Name, b.Name) })
-	rs := &Ruleset{ports: p, sandboxes: make([]ruleSandbox, 0, len(sorted))}
+	rs := &Ruleset{ports: p, host: h, sandboxes: make([]ruleSandbox, 0, len(sorted))}
 	ifaces := make(map[string]string, len(sorted))
 	for i := range sorted {
 		sb := &sorted[i]
@@ -47,7 +61,69 @@ func NewRuleset(sbs []Sandbox, p Ports) (*Ruleset, error) {
 		ifaces[sb.Interface] = sb.Name
 		rs.sandboxes = append(rs.sandboxes, newRuleSandbox(*sb, fmt.Sprintf("sb%d", i)))
 	}
+	rs.noteGuard(ifaces)
+	rs.notePeers()
 	return rs, nil
+}
+
+// noteGuard splits Host.Guarded into patterns and the exact names that no
+// sandbox claims (a claimed interface jumps to its chain first anyway).
+func (rs *Ruleset) noteGuard(claimed map[string]string) {
+	seen := map[string]bool{}
+	for _, g := range rs.host.Guarded {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		if strings.HasSuffix(g, "*") {
+			rs.guardPatterns = append(rs.guardPatterns, g)
+		} else if _, ok := claimed[g]; !ok {
+			rs.guardNames = append(rs.guardNames, g)
+		}
+	}
+	slices.Sort(rs.guardNames)
+	slices.Sort(rs.guardPatterns)
+}
+
+// notePeers collects every sandbox's sources, and for each sandbox the
+// allow_cidrs entries that lie inside another sandbox's sources.
+func (rs *Ruleset) notePeers() {
+	var all []netip.Prefix
+	for i := range rs.sandboxes {
+		all = append(all, rs.sandboxes[i].Sources...)
+	}
+	rs.peers4, rs.peers6 = splitFamilies(all)
+	for i := range rs.sandboxes {
+		sb := &rs.sandboxes[i]
+		var exact, named []netip.Prefix
+		for _, a := range sb.AllowCIDRs {
+			a = a.Masked()
+			if a.IsSingleIP() {
+				exact = append(exact, a)
+			}
+			if rs.insideOther(i, a) {
+				named = append(named, a)
+			}
+		}
+		sb.exact4, sb.exact6 = splitFamilies(exact)
+		sb.named4, sb.named6 = splitFamilies(named)
+	}
+}
+
+// insideOther reports whether p lies inside a source of a sandbox other
+// than number i.
+func (rs *Ruleset) insideOther(i int, p netip.Prefix) bool {
+	for j := range rs.sandboxes {
+		if j == i {
+			continue
+		}
+		for _, src := range rs.sandboxes[j].Sources {
+			if src.Bits() <= p.Bits() && src.Contains(p.Addr()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func newRuleSandbox(sb Sandbox, id string) ruleSandbox {

@@ -36,6 +36,23 @@ type Sandbox struct {
 	DenyCIDRs []netip.Prefix
 }
 
+// Host is the host-wide part of the rules: the config's [host] section.
+type Host struct {
+	// Guarded are interface names and prefix* patterns that may carry
+	// sandbox traffic. A packet arriving on one that no sandbox claims is
+	// dropped, forwarded or addressed to the host alike.
+	Guarded []string
+	// ProtectHost drops a sandbox's non-TCP packets to any address of the
+	// host itself (the kernel's notion of local, broadcast, anycast and
+	// multicast, looked up per packet), unless its allow_cidrs names the
+	// address exactly. TCP goes to the proxy, which applies the same rule.
+	ProtectHost bool
+	// IsolateSandboxes drops a sandbox's non-TCP packets to another
+	// sandbox's sources unless its allow_cidrs names them (an entry inside
+	// the other sandbox's sources).
+	IsolateSandboxes bool
+}
+
 // Ports are the local ports diverted traffic is sent to.
 type Ports struct {
 	TProxy int // transparent TCP proxy, required
@@ -46,6 +63,16 @@ const (
 	maxNameLen  = 100 // nft comments hold 128 bytes; leave room for a prefix
 	maxIfaceLen = 15  // IFNAMSIZ - 1
 )
+
+func (h Host) validate() error {
+	for _, g := range h.Guarded {
+		name, _ := strings.CutSuffix(g, "*")
+		if err := checkIface(name); err != nil {
+			return fmt.Errorf("iptables: guarded interface %q: %w", g, err)
+		}
+	}
+	return nil
+}
 
 func (p Ports) validate() error {
 	if p.TProxy < 1 || p.TProxy > 65535 {

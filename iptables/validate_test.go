@@ -42,7 +42,7 @@ func TestNewRulesetRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewRuleset(tc.sbs, tc.ports)
+			_, err := NewRuleset(tc.sbs, tc.ports, Host{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewRuleset error = %v, want one containing %q", err, tc.want)
 			}

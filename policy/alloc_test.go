@@ -10,7 +10,7 @@ func TestNoAllocs(t *testing.T) {
 	p := mustCompile(t, testSpec)
 	all := mustCompile(t, Spec{Mode: ModeAllowAll, DenyCIDRs: testSpec.DenyCIDRs})
 	set := func() *Set {
-		s, err := NewSet([]Sandbox{{Name: "sb1", Sources: pfxs("10.231.0.0/24", "fd00:231::/64"), Policy: p}})
+		s, err := NewSet([]Sandbox{{Name: "sb1", Sources: pfxs("10.231.0.0/24", "fd00:231::/64"), Policy: p}}, Guard{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -127,7 +127,7 @@ func BenchmarkBySource(b *testing.B) {
 		sbs[i] = Sandbox{Name: fmt.Sprint("sb", i), Policy: pol,
 			Sources: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200, byte(i), 0}), 24)}}
 	}
-	set, err := NewSet(sbs)
+	set, err := NewSet(sbs, Guard{})
 	if err != nil {
 		b.Fatal(err)
 	}

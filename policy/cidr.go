@@ -116,6 +116,11 @@ func (c *cidrTable) lookup(a netip.Addr) (netip.Prefix, bool) {
 	return c.t.Lookup(a)
 }
 
+func (c *cidrTable) contains(a netip.Addr) bool {
+	_, ok := c.t.Lookup(a)
+	return ok
+}
+
 // strings returns the prefixes in config order, as text.
 func (c *cidrTable) strings() []string {
 	out := make([]string, len(c.list))

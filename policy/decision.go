@@ -44,6 +44,8 @@ const (
 	ReasonNoName               // the flow carries no name (no SNI, no Host)
 	ReasonUnknownSource        // the source address belongs to no sandbox
 	ReasonNotResolved          // the allowed name has no usable address
+	ReasonProtectHost          // the address is the host's own (host.protect_host)
+	ReasonIsolated             // the address is another sandbox's (host.isolate_sandboxes)
 	numReasons
 )
 
@@ -59,6 +61,8 @@ var reasonNames = [numReasons]string{
 	ReasonNoName:        "no-name",
 	ReasonUnknownSource: "unknown-source",
 	ReasonNotResolved:   "not-resolved",
+	ReasonProtectHost:   "protect-host",
+	ReasonIsolated:      "isolate-sandboxes",
 }
 
 func (r Reason) String() string {
@@ -103,6 +107,10 @@ func (d Decision) Rule() string {
 		return "mode " + string(ModeAllowAll)
 	case ReasonDenyAll:
 		return "mode " + string(ModeDenyAll)
+	case ReasonProtectHost:
+		return "host.protect_host"
+	case ReasonIsolated:
+		return "host.isolate_sandboxes"
 	}
 	return ""
 }
@@ -132,6 +140,10 @@ func (d Decision) String() string {
 		return v + d.addr() + " unknown source"
 	case ReasonNotResolved:
 		return v + d.subject() + " has no usable address (flow to " + d.addr() + ")"
+	case ReasonProtectHost:
+		return v + d.addr() + " is an address of this host (" + d.Rule() + ")"
+	case ReasonIsolated:
+		return v + d.addr() + " belongs to another sandbox (" + d.Rule() + ")"
 	}
 	return v + d.Reason.String() + " " + d.subject()
 }

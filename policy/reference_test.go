@@ -257,7 +257,7 @@ func TestSetAgainstReference(t *testing.T) {
 			}
 			sbs = append(sbs, sb)
 		}
-		set, err := NewSet(sbs)
+		set, err := NewSet(sbs, Guard{})
 		if overlap := refOverlap(sbs); (err != nil) != overlap {
 			t.Fatalf("case %d: NewSet error %v, reference overlap %v", i, err, overlap)
 		}

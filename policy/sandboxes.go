@@ -14,6 +14,8 @@ type Sandbox struct {
 	Interface string         // host-side interface its traffic arrives on
 	Sources   []netip.Prefix // its addresses; no two sandboxes share one
 	Policy    *Policy
+
+	peers *cidrTable // allow_cidrs entries naming other sandboxes (Guard)
 }
 
 // Set is an immutable set of sandboxes, found by source address or name.
@@ -22,14 +24,16 @@ type Set struct {
 	list     []*Sandbox
 	byName   map[string]*Sandbox
 	bySource bart.Table[int] // index into list
+	guard    Guard
 }
 
 // NewSet checks and indexes sbs. Every sandbox needs a unique name, a
 // policy and at least one source; sources are canonicalised like
 // ParsePrefix does (IPv4-mapped to IPv4, host bits refused), and no
-// address may belong to two sandboxes. The sandboxes are copied.
-func NewSet(sbs []Sandbox) (*Set, error) {
-	s := &Set{list: make([]*Sandbox, 0, len(sbs)), byName: make(map[string]*Sandbox, len(sbs))}
+// address may belong to two sandboxes. The sandboxes are copied. g is the
+// host-wide guard (see Set.Guarded).
+func NewSet(sbs []Sandbox, g Guard) (*Set, error) {
+	s := &Set{list: make([]*Sandbox, 0, len(sbs)), byName: make(map[string]*Sandbox, len(sbs)), guard: g}
 	for i := range sbs {
 		sb, err := checkSandbox(i, sbs[i])
 		if err != nil {
@@ -44,6 +48,7 @@ func NewSet(sbs []Sandbox) (*Set, error) {
 		s.byName[sb.Name] = sb
 		s.list = append(s.list, sb)
 	}
+	s.notePeers()
 	return s, nil
 }
 
@@ -66,6 +71,7 @@ func checkSandbox(i int, sb Sandbox) (*Sandbox, error) {
 		srcs[j] = c
 	}
 	sb.Sources = srcs
+	sb.peers = nil
 	return &sb, nil
 }
 

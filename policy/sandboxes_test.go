@@ -20,7 +20,7 @@ func testSet(t *testing.T) *Set {
 	s, err := NewSet([]Sandbox{
 		{Name: "sb1", Interface: "veth-sb1", Sources: pfxs("10.231.0.2/32", "fd00:231::2/128"), Policy: p},
 		{Name: "sb2", Interface: "veth-sb2", Sources: pfxs("10.232.0.0/24", "::ffff:10.233.0.0/120"), Policy: p},
-	})
+	}, Guard{})
 	if err != nil {
 		t.Fatalf("NewSet: %v", err)
 	}
@@ -112,7 +112,7 @@ func TestNewSetErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewSet(tt.sbs)
+			s, err := NewSet(tt.sbs, Guard{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("NewSet = %v, %v; want error containing %q", s, err, tt.want)
 			}
@@ -122,7 +122,7 @@ func TestNewSetErrors(t *testing.T) {
 
 func TestNewSetOverlapWithinSandbox(t *testing.T) {
 	p := mustCompile(t, Spec{Mode: ModeDenyAll})
-	s, err := NewSet([]Sandbox{{Name: "sb1", Sources: pfxs("10.0.0.0/24", "10.0.0.5/32"), Policy: p}})
+	s, err := NewSet([]Sandbox{{Name: "sb1", Sources: pfxs("10.0.0.0/24", "10.0.0.5/32"), Policy: p}}, Guard{})
 	if err != nil {
 		t.Fatalf("NewSet: %v", err)
 	}

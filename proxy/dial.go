@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/egressd/egressd/policy"
 )
@@ -14,13 +17,13 @@ import (
 // resolver (Bindings) or when name resolves to it, otherwise another address name
 // resolves to (preferring dst's family). A sandbox that points an allowed
 // SNI or Host at some other address therefore never reaches that address.
-// Addresses in deny_cidrs are never chosen, nor, with BlockPrivate,
-// internal ones that allow_cidrs does not list: the same rule
-// (policy.NameMayReach) as the resolver's rebinding guard, so egressd's
-// own lookups are no way around it.
-func (s *Server) pin(ctx context.Context, f *flow, pol *policy.Policy, name string) (netip.AddrPort, policy.Decision, error) {
+// Addresses in deny_cidrs, of the host and of other sandboxes are never
+// chosen, nor, with BlockPrivate, internal ones that allow_cidrs does not
+// list: the same rule (policy.Set.NameMayReach) as the resolver's
+// rebinding guard, so egressd's own lookups are no way around it.
+func (s *Server) pin(ctx context.Context, f *flow, set *policy.Set, sb *policy.Sandbox, name string) (netip.AddrPort, policy.Decision, error) {
 	dst := f.dst
-	if pol.NameMayReach(dst.Addr(), s.opts.BlockPrivate) && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
+	if set.NameMayReach(sb, dst.Addr(), s.opts.BlockPrivate) && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
 		return dst, policy.Decision{}, nil
 	}
 	notResolved := policy.Decision{Reason: policy.ReasonNotResolved, Name: name, Addr: dst.Addr()}
@@ -34,7 +37,7 @@ func (s *Server) pin(ctx context.Context, f *flow, pol *policy.Policy, name stri
 	var other netip.Addr
 	for _, a := range addrs {
 		a = a.Unmap()
-		if !pol.NameMayReach(a, s.opts.BlockPrivate) {
+		if !set.NameMayReach(sb, a, s.opts.BlockPrivate) {
 			continue
 		}
 		if a == dst.Addr() {
@@ -60,6 +63,9 @@ const noKeepAlive = -1
 // dial connects to target within DialTimeout and records it on f.
 func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: s.opts.DialTimeout, KeepAlive: noKeepAlive}
+	if s.opts.DialMark != 0 {
+		d.Control = markControl(s.opts.DialMark)
+	}
 	c, err := d.DialContext(ctx, "tcp", target.String())
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
@@ -70,4 +76,20 @@ func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net
 		return nil, fmt.Errorf("proxy: dial %s: flow closed", target)
 	}
 	return tc, nil
+}
+
+// markControl sets SO_MARK on a socket before it connects.
+func markControl(mark int) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("proxy: SO_MARK: %w", serr)
+		}
+		return nil
+	}
 }

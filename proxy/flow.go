@@ -33,7 +33,7 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, err)
 		return
 	}
-	d := sb.Policy.DecideAddr(f.dst.Addr())
+	d := set.DecideAddr(sb, f.dst.Addr())
 	switch {
 	case d.NeedsName():
 		s.inspect(ctx, f)
@@ -67,15 +67,15 @@ func (s *Server) admit(set *policy.Set, f *flow, name string, d policy.Decision,
 	return d, true
 }
 
-// policyOf returns the current policy of f's sandbox, so a name read after a
+// sandboxOf returns f's sandbox in the current set, so a name read after a
 // policy change meets the new policy.
-func (s *Server) policyOf(f *flow) (*policy.Set, *policy.Policy, bool) {
+func (s *Server) sandboxOf(f *flow) (*policy.Set, *policy.Sandbox, bool) {
 	set := s.sandboxes.Load()
 	sb, ok := set.BySource(f.src.Addr())
 	if !ok || sb.Name != f.sandbox {
 		return nil, nil, false
 	}
-	return set, sb.Policy, true
+	return set, sb, true
 }
 
 // inspect peeks at the first bytes: a TLS ClientHello or an HTTP request.
@@ -103,18 +103,18 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 // admitName judges name with the sandbox's current policy and picks the
 // address to dial: never one the name does not resolve to.
 func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.Decision, netip.AddrPort, error) {
-	set, pol, ok := s.policyOf(f)
+	set, sb, ok := s.sandboxOf(f)
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, netip.AddrPort{}, nil
 	}
 	if name == "" {
 		return policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}, netip.AddrPort{}, nil
 	}
-	d := pol.DecideName(name)
+	d := sb.Policy.DecideName(name)
 	if !d.Allowed() {
 		return d, netip.AddrPort{}, nil
 	}
-	target, pd, err := s.pin(ctx, f, pol, d.Name)
+	target, pd, err := s.pin(ctx, f, set, sb, d.Name)
 	if err != nil {
 		return pd, netip.AddrPort{}, err
 	}

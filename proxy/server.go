@@ -40,7 +40,10 @@ type Options struct {
 	// allow_domains never reaches an internal address (private, loopback,
 	// link-local, CGNAT, ULA) unless allow_cidrs lists it.
 	BlockPrivate bool
-	Logger       *zap.Logger
+	// DialMark, if not 0, is the SO_MARK of every upstream connection, so
+	// that the kernel rules let a sandbox answer egressd's own dials.
+	DialMark int
+	Logger   *zap.Logger
 }
 
 // Server is the transparent proxy. Its sandbox set can be swapped while it
@@ -155,7 +158,7 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 	f.mu.Lock()
 	name, upstream, admitted := f.name, f.upstream, f.admitted
 	f.mu.Unlock()
-	d := sb.Policy.DecideAddr(f.dst.Addr())
+	d := set.DecideAddr(sb, f.dst.Addr())
 	if !admitted && d.NeedsName() {
 		return d, true // still peeking: its name meets the current policy
 	}
@@ -163,10 +166,13 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 		return d, d.Allowed()
 	}
 	d = sb.Policy.DecideName(name)
-	if d.Allowed() && upstream.IsValid() && !sb.Policy.NameMayReach(upstream.Addr(), s.opts.BlockPrivate) {
+	if d.Allowed() && upstream.IsValid() && !set.NameMayReach(sb, upstream.Addr(), s.opts.BlockPrivate) {
 		d = policy.Decision{Reason: policy.ReasonDenyCIDR, Name: name, Addr: upstream.Addr()}
 		if p, denied := sb.Policy.DeniedAddr(upstream.Addr()); denied {
 			d.Prefix = p
+		} else if g, guarded := set.Guarded(sb, upstream.Addr()); guarded {
+			d = g
+			d.Name = name
 		} else {
 			d.Reason = policy.ReasonNotResolved // internal address, now blocked
 		}

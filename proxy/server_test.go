@@ -92,7 +92,7 @@ func sandboxSet(t *testing.T, spec policy.Spec) *policy.Set {
 	}
 	set, err := policy.NewSet([]policy.Sandbox{{
 		Name: "sb1", Interface: "lo", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Policy: p,
-	}})
+	}}, policy.Guard{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/hostnet"
 	"github.com/egressd/egressd/policy"
 )
 
@@ -48,12 +49,13 @@ func checkCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sb, ok := cfg.Sandboxes.ByName(*name)
+	set := cfg.Sandboxes.WithIsLocal(hostnet.IsLocal)
+	sb, ok := set.ByName(*name)
 	if !ok {
 		fmt.Fprintf(os.Stderr, "egressd check: %s has no sandbox %q (it has %s)\n", *path, *name, sandboxNames(cfg))
 		return 2
 	}
-	d := t.decide(sb.Policy)
+	d := t.decide(set, sb)
 	fmt.Println(d.String())
 	if d.Allowed() {
 		return 0
@@ -104,12 +106,13 @@ func parseTarget(s string) (target, error) {
 // decide asks the policy the question the proxy would. A name is judged
 // as the flow's SNI or Host alone: the address it would connect to is
 // unknown here. An address in mode custom that only a name could allow
-// (NeedsName) stays the deny DecideAddr returned.
-func (t target) decide(p *policy.Policy) policy.Decision {
+// (NeedsName) stays the deny DecideAddr returned. An address is judged
+// with the host guard too: protect_host asks this host, where check runs.
+func (t target) decide(set *policy.Set, sb *policy.Sandbox) policy.Decision {
 	if t.name != "" {
-		return p.DecideName(t.name)
+		return sb.Policy.DecideName(t.name)
 	}
-	return p.DecideAddr(t.addr)
+	return set.DecideAddr(sb, t.addr)
 }
 
 func sandboxNames(cfg *config.Config) string {

@@ -24,8 +24,8 @@ func serveAdmin(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noKernel := func(context.Context, *config.Config, *policy.Set) error { return nil }
-	ctl, err := control.New(cfg, control.NewStore(t.TempDir()), noKernel, zap.NewNop())
+	noKernel := func(context.Context, *config.Config, *policy.Set, []string) error { return nil }
+	ctl, err := control.New(cfg, control.NewStore(t.TempDir()), control.Hooks{Kernel: noKernel}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/internal/instance"
 	"github.com/egressd/egressd/iptables"
 	"github.com/egressd/egressd/policy"
 )
@@ -19,8 +22,13 @@ func rulesCmd(args []string) int {
 	if cfg == nil {
 		return code
 	}
-	sbs, ports := rulesFor(cfg, cfg.Sandboxes)
-	script, err := iptables.Render(sbs, ports)
+	guarded, err := control.NewStore(cfg.State.Dir).LoadGuarded()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		return 1
+	}
+	sbs, ports, host := rulesFor(cfg, cfg.Sandboxes, guarded)
+	script, err := iptables.Render(sbs, ports, host)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "egressd:", err)
 		return 1
@@ -30,13 +38,26 @@ func rulesCmd(args []string) int {
 }
 
 // cleanupCmd is `egressd cleanup -config F`: remove every kernel rule and
-// route egressd installed. The sandboxes then reach the network unfiltered
-// unless something else stops them.
+// route egressd installed, and forget the guarded interfaces. The
+// sandboxes then reach the network unfiltered unless something else stops
+// them. It refuses while an egressd runs: it would open the firewall under
+// the daemon.
 func cleanupCmd(args []string) int {
-	if cfg, code := loadForRules("cleanup", args); cfg == nil {
+	cfg, code := loadForRules("cleanup", args)
+	if cfg == nil {
 		return code
 	}
+	lock, err := instance.Acquire(instance.Dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "egressd cleanup:", err)
+		return 1
+	}
+	defer lock.Release()
 	if err := iptables.Cleanup(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "egressd:", err)
+		return 1
+	}
+	if err := control.NewStore(cfg.State.Dir).ForgetGuarded(); err != nil {
 		fmt.Fprintln(os.Stderr, "egressd:", err)
 		return 1
 	}
@@ -59,8 +80,9 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 }
 
 // rulesFor translates a sandbox set into what the kernel rules
-// need: DNS goes to the filtering resolver on proxy.dns_port.
-func rulesFor(cfg *config.Config, set *policy.Set) ([]iptables.Sandbox, iptables.Ports) {
+// need: DNS goes to the filtering resolver on proxy.dns_port; guarded
+// interfaces are the persisted ones and host.sandbox_interfaces.
+func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables.Sandbox, iptables.Ports, iptables.Host) {
 	var sbs []iptables.Sandbox
 	for _, sb := range set.All() {
 		spec := sb.Policy.Spec()
@@ -73,7 +95,12 @@ func rulesFor(cfg *config.Config, set *policy.Set) ([]iptables.Sandbox, iptables
 			DenyCIDRs:  prefixes(spec.DenyCIDRs),
 		})
 	}
-	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}
+	host := iptables.Host{
+		Guarded:          append(slices.Clone(guarded), cfg.Host.SandboxInterfaces...),
+		ProtectHost:      cfg.Host.ProtectHost,
+		IsolateSandboxes: cfg.Host.IsolateSandboxes,
+	}
+	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}, host
 }
 
 // prefixes parses lists that policy.Compile already normalised.

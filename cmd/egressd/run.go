@@ -17,6 +17,8 @@ import (
 	"github.com/egressd/egressd/internal/admin"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/internal/hostnet"
+	"github.com/egressd/egressd/internal/instance"
 	"github.com/egressd/egressd/iptables"
 	"github.com/egressd/egressd/policy"
 	"github.com/egressd/egressd/proxy"
@@ -57,7 +59,16 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err != nil {
 		return err
 	}
-	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), applyKernel, log)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	lock, err := instance.Acquire(instance.Dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	hooks := control.Hooks{Kernel: applyKernel, Links: hostnet.Links, IsLocal: hostnet.IsLocal}
+	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
 		return err
 	}
@@ -72,6 +83,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		Resolver:           up,
 		Bindings:           res,
 		BlockPrivate:       cfg.DNS.BlockPrivateAnswers,
+		DialMark:           iptables.DialMark,
 		Logger:             log,
 	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is
@@ -101,6 +113,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if cleanup {
 		defer removeRules(log)
 	}
+	go heartbeat(ctx, log)
 	go reloadOnHUP(ctx, hup, log, path, ctl)
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
@@ -130,9 +143,25 @@ func listenMetrics(addr string) (net.Listener, error) {
 }
 
 // applyKernel is the controller's hook into the kernel rules.
-func applyKernel(ctx context.Context, cfg *config.Config, set *policy.Set) error {
-	sbs, ports := rulesFor(cfg, set)
-	return iptables.Apply(ctx, sbs, ports)
+func applyKernel(ctx context.Context, cfg *config.Config, set *policy.Set, guarded []string) error {
+	sbs, ports, host := rulesFor(cfg, set, guarded)
+	return iptables.Apply(ctx, sbs, ports, host)
+}
+
+// heartbeat keeps the kernel rules' heartbeat set fresh while egressd
+// runs: without it, within iptables.AliveTimeout no non-TCP packet of any
+// sandbox passes.
+func heartbeat(ctx context.Context, log *zap.Logger) {
+	err := iptables.Installer{}.Heartbeat(ctx, func(err error) {
+		if err != nil {
+			log.Error("heartbeat refresh failed: sandboxes' UDP and ICMP stop within "+iptables.AliveTimeout.String(), zap.Error(err))
+			return
+		}
+		log.Info("heartbeat refresh works again")
+	})
+	if err != nil {
+		log.Error("heartbeat not running: sandboxes' UDP and ICMP are stopped", zap.Error(err))
+	}
 }
 
 // reloadOnHUP reloads the config file on every SIGHUP. A file that does not

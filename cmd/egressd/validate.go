@@ -28,6 +28,9 @@ func validateCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", *path, w)
+	}
 	n := len(cfg.Sandboxes.All())
 	noun := "sandboxes"
 	if n == 1 {

@@ -52,7 +52,7 @@ type fakeKernel struct {
 	fail  bool
 }
 
-func (k *fakeKernel) apply(_ context.Context, _ *config.Config, _ *policy.Set) error {
+func (k *fakeKernel) apply(_ context.Context, _ *config.Config, _ *policy.Set, _ []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fail {
@@ -88,7 +88,7 @@ func newRig(t *testing.T, flows Flows) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, kernel: &fakeKernel{}, store: control.NewStore(t.TempDir())}
-	r.ctl, err = control.New(cfg, r.store, r.kernel.apply, zap.NewNop())
+	r.ctl, err = control.New(cfg, r.store, control.Hooks{Kernel: r.kernel.apply}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

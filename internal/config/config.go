@@ -28,6 +28,7 @@ type Config struct {
 	Admin     Admin
 	State     State
 	DNS       DNS
+	Host      Host
 	Sandboxes *policy.Set // at least one
 }
 
@@ -48,6 +49,31 @@ type DNS struct {
 	BlockPrivateAnswers   bool          // strip private, loopback, link-local, CGNAT and ULA answers for allow_domains names
 	CacheSize             int           // answers kept in the shared cache; 0: no cache
 	MaxBindingsPerSandbox int           // (name, address) bindings kept per sandbox, least recently used evicted
+}
+
+// Host is the [host] section: how egressd guards the host it runs on.
+type Host struct {
+	// SandboxInterfaces are names and prefix* patterns of every interface
+	// that may carry sandbox traffic; nil when unset.
+	SandboxInterfaces []string
+	ProtectHost       bool // no sandbox reaches an address of the host itself
+	IsolateSandboxes  bool // no sandbox reaches another sandbox's sources
+}
+
+// Guard is the host-wide part of every sandbox's policy. The caller sets
+// IsLocal: this package knows nothing of the host's addresses.
+func (h Host) Guard() policy.Guard {
+	return policy.Guard{ProtectHost: h.ProtectHost, IsolateSandboxes: h.IsolateSandboxes}
+}
+
+// Warnings are things a valid config does that an operator should know:
+// they are printed by validate and logged by run.
+func (c *Config) Warnings() []string {
+	if len(c.Host.SandboxInterfaces) == 0 {
+		return []string{"host.sandbox_interfaces is unset: an interface no sandbox ever named " +
+			"(a new tap, a mistyped interface) is not guarded; list every sandbox interface, e.g. [\"veth-sb*\", \"tap*\"]"}
+	}
+	return nil
 }
 
 // Admin is the [admin] section.
@@ -85,12 +111,13 @@ func Parse(name string, data []byte) (*Config, error) {
 		Admin: v.admin(fc.Admin),
 		State: v.state(fc.State),
 		DNS:   v.dns(fc.DNS),
+		Host:  v.host(fc.Host),
 	}
-	sbs := v.sandboxes(fc.Sandbox)
+	sbs := v.sandboxes(fc.Sandbox, cfg.Host.SandboxInterfaces)
 	if err := v.errs.err(); err != nil {
 		return nil, err
 	}
-	set, err := policy.NewSet(sbs)
+	set, err := policy.NewSet(sbs, cfg.Host.Guard())
 	if err != nil { // the checks above should have caught it
 		return nil, &Error{File: name, Err: err}
 	}

@@ -156,6 +156,7 @@ func TestDefaults(t *testing.T) {
 			CacheSize:             DefaultCacheSize,
 			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
 		},
+		Host:      Host{ProtectHost: true, IsolateSandboxes: true},
 		Sandboxes: cfg.Sandboxes,
 	}
 	if !reflect.DeepEqual(*cfg, want) {

@@ -10,6 +10,7 @@ type fileConfig struct {
 	Admin   fileAdmin     `toml:"admin"`
 	State   fileState     `toml:"state"`
 	DNS     fileDNS       `toml:"dns"`
+	Host    fileHost      `toml:"host"`
 	Sandbox []fileSandbox `toml:"sandbox"`
 }
 
@@ -28,6 +29,12 @@ type fileDNS struct {
 	BlockPrivateAnswers   bool   `toml:"block_private_answers" want:"true or false"`
 	CacheSize             int    `toml:"cache_size"`
 	MaxBindingsPerSandbox int    `toml:"max_bindings_per_sandbox"`
+}
+
+type fileHost struct {
+	SandboxInterfaces []string `toml:"sandbox_interfaces"`
+	ProtectHost       bool     `toml:"protect_host" want:"true or false"`
+	IsolateSandboxes  bool     `toml:"isolate_sandboxes" want:"true or false"`
 }
 
 type fileAdmin struct {
@@ -66,6 +73,9 @@ const (
 	DefaultBlockPrivateAnswers   = true
 	DefaultCacheSize             = 10000
 	DefaultMaxBindingsPerSandbox = 65536
+
+	DefaultProtectHost      = true
+	DefaultIsolateSandboxes = true
 )
 
 // defaultFile is the schema pre-filled with the defaults; decoding only
@@ -88,5 +98,6 @@ func defaultFile() fileConfig {
 			CacheSize:             DefaultCacheSize,
 			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
 		},
+		Host: fileHost{ProtectHost: DefaultProtectHost, IsolateSandboxes: DefaultIsolateSandboxes},
 	}
 }

@@ -14,7 +14,7 @@ import (
 // sandboxes validates every [[sandbox]] and then the rules between them:
 // unique names, one sandbox per interface, no source in two sandboxes.
 // Sandboxes that failed to decode were reported already and are skipped.
-func (v *validator) sandboxes(fs []fileSandbox) []policy.Sandbox {
+func (v *validator) sandboxes(fs []fileSandbox, guarded []string) []policy.Sandbox {
 	if len(fs) == 0 {
 		if !v.badSandboxes {
 			v.errs.add(0, "", errors.New("no [[sandbox]] defined: egressd would intercept nothing"))
@@ -28,7 +28,7 @@ func (v *validator) sandboxes(fs []fileSandbox) []policy.Sandbox {
 		if v.broken[i] {
 			continue
 		}
-		sb := v.sandbox(i, f)
+		sb := v.sandbox(i, f, Host{SandboxInterfaces: guarded})
 		v.unique(&u, i, f, fs)
 		out = append(out, sb)
 	}
@@ -60,12 +60,15 @@ func (v *validator) sbFieldError(i int, f *fileSandbox, fe *policy.FieldError) {
 }
 
 // sandbox validates one sandbox on its own.
-func (v *validator) sandbox(i int, f *fileSandbox) policy.Sandbox {
+func (v *validator) sandbox(i int, f *fileSandbox, host Host) policy.Sandbox {
 	if msg := checkSandboxName(f.Name); msg != "" {
 		v.sbBad(i, f, "name", fieldMsg("name", f.Name, msg))
 	}
 	if msg := checkInterface(f.Interface); msg != "" {
 		v.sbBad(i, f, "interface", fieldMsg("interface", f.Interface, msg))
+	} else if len(host.SandboxInterfaces) > 0 && !host.Guards(f.Interface) {
+		v.sbBad(i, f, "interface", stringValue("interface", f.Interface,
+			"does not match host.sandbox_interfaces "+quoteList(host.SandboxInterfaces)+": a sandbox interface must be guarded"))
 	}
 	sb := policy.Sandbox{Name: f.Name, Interface: f.Interface, Sources: v.sources(i, f)}
 	sb.Policy = v.policy(i, f)
@@ -230,6 +233,15 @@ func (v *validator) atLine(path string, sb int) string {
 		return " at line " + strconv.Itoa(n)
 	}
 	return ""
+}
+
+// quoteList is a TOML-looking list: ["a", "b*"].
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // quoteLabel names sandbox i in a message: "sb1" (quoted) or #2.

@@ -6,7 +6,9 @@
 //	API PUT ─► SetPolicy ───┼─► build policy.Set off to the side
 //	API DEL ─► ResetPolicy ─┘      │ invalid: refused, old set stays
 //	                               ▼
-//	                persist overrides (API changes only, before anything else)
+//	                host check: sandbox interfaces (reload and start only)
+//	                               ▼
+//	                persist overrides (API changes) and guarded interfaces
 //	                               ▼
 //	                kernel rules (one nft transaction)
 //	                               ▼
@@ -21,7 +23,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/hostnet"
 	"github.com/egressd/egressd/policy"
 )
 
@@ -44,8 +49,20 @@ const (
 	SourceAPI    Source = "api"
 )
 
-// Kernel installs the kernel rules for set (one atomic transaction).
-type Kernel func(ctx context.Context, cfg *config.Config, set *policy.Set) error
+// Kernel installs the kernel rules for set (one atomic transaction);
+// guarded are the interfaces any sandbox ever named, which stay guarded
+// after their sandbox is gone.
+type Kernel func(ctx context.Context, cfg *config.Config, set *policy.Set, guarded []string) error
+
+// Hooks are the controller's ways into the host. Kernel is required.
+type Hooks struct {
+	Kernel Kernel
+	// Links lists the host's interfaces, to check the sandboxes' before a
+	// config applies (see Inspect); nil skips the check.
+	Links func() ([]hostnet.Link, error)
+	// IsLocal tells the host's own addresses (policy.Guard.IsLocal).
+	IsLocal func(netip.Addr) bool
+}
 
 // Component is a part of the data path that judges flows with a set.
 type Component interface {
@@ -60,21 +77,27 @@ type Controller struct {
 	mu        sync.Mutex // serialises writers
 	cfg       *config.Config
 	overrides map[string]policy.Spec
+	guarded   []string // every interface a sandbox ever named, sorted
 	store     *Store
-	kernel    Kernel
+	hooks     Hooks
 	comps     []Component
 	log       *zap.Logger
 	set       atomic.Pointer[policy.Set]
 }
 
-// New builds the starting set from cfg and the overrides persisted in
-// store. It installs nothing: call Apply once the components are added.
-func New(cfg *config.Config, store *Store, kernel Kernel, log *zap.Logger) (*Controller, error) {
+// New builds the starting set from cfg and the overrides and guarded
+// interfaces persisted in store. It installs nothing: call Apply once the
+// components are added.
+func New(cfg *config.Config, store *Store, hooks Hooks, log *zap.Logger) (*Controller, error) {
 	overrides, err := store.Load()
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, overrides: overrides, store: store, kernel: kernel, log: log.Named("control")}
+	guarded, err := store.LoadGuarded()
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, overrides: overrides, guarded: guarded, store: store, hooks: hooks, log: log.Named("control")}
 	set, err := c.build(cfg, overrides)
 	if err != nil {
 		return nil, fmt.Errorf("control: persisted policy: %w", err)
@@ -105,15 +128,57 @@ func (c *Controller) Config() *config.Config {
 	return c.cfg
 }
 
-// Apply installs the current set in the kernel and hands it to every
-// component. run calls it once at start.
+// Apply checks the host, installs the current set in the kernel and hands
+// it to every component. run calls it once at start.
 func (c *Controller) Apply(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.prepare(c.cfg); err != nil {
+		return err
+	}
 	return c.commit(ctx, c.cfg, c.set.Load())
 }
 
-// Reload switches to a new config file's sandboxes. The overrides stay in
+// prepare checks cfg's sandbox interfaces on this host (warnings logged,
+// a bridge port refused) and persists them as guarded, before cfg may
+// apply. Guarding an interface that then does not apply is harmless.
+func (c *Controller) prepare(cfg *config.Config) error {
+	if c.hooks.Links != nil {
+		links, err := c.hooks.Links()
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		warnings, err := Inspect(cfg, links)
+		for _, w := range warnings {
+			c.log.Warn(w)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return c.guard(cfg)
+}
+
+// guard adds cfg's sandbox interfaces to the persisted guarded ones.
+func (c *Controller) guard(cfg *config.Config) error {
+	next := slices.Clone(c.guarded)
+	for _, sb := range cfg.Sandboxes.All() {
+		if !slices.Contains(next, sb.Interface) {
+			next = append(next, sb.Interface)
+		}
+	}
+	if len(next) == len(c.guarded) {
+		return nil
+	}
+	slices.Sort(next)
+	if err := c.store.SaveGuarded(next); err != nil {
+		return err
+	}
+	c.guarded = next
+	return nil
+}
+
+// Reload switches to a new config file's sandboxes and [host] section. The overrides stay in
 // force. Keys outside [[sandbox]] (ports, upstreams, timeouts, [dns],
 // [admin], [state]) keep their running values until a restart: the kernel
 // rules must keep pointing at the ports egressd listens on. A change to
@@ -122,9 +187,12 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next := *c.cfg
-	next.Path, next.Sandboxes = cfg.Path, cfg.Sandboxes
+	next.Path, next.Sandboxes, next.Host = cfg.Path, cfg.Sandboxes, cfg.Host
 	set, err := c.build(&next, c.overrides)
 	if err != nil {
+		return err
+	}
+	if err := c.prepare(&next); err != nil {
 		return err
 	}
 	if err := c.commit(ctx, &next, set); err != nil {
@@ -209,11 +277,11 @@ func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy
 // If the kernel step fails, the running set is installed again: a
 // timeout may have killed nft after its transaction committed.
 func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy.Set) error {
-	if err := c.kernel(ctx, cfg, set); err != nil {
+	if err := c.hooks.Kernel(ctx, cfg, set, c.guarded); err != nil {
 		if old := c.set.Load(); old != set {
 			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
 			defer cancel()
-			if rerr := c.kernel(rctx, c.cfg, old); rerr != nil {
+			if rerr := c.hooks.Kernel(rctx, c.cfg, old, c.guarded); rerr != nil {
 				c.log.Error("reinstalling the running policy's kernel rules failed", zap.Error(rerr))
 			}
 		}
@@ -240,13 +308,15 @@ func (c *Controller) build(cfg *config.Config, overrides map[string]policy.Spec)
 		}
 		sbs = append(sbs, next)
 	}
-	return policy.NewSet(sbs)
+	g := cfg.Host.Guard()
+	g.IsLocal = c.hooks.IsLocal
+	return policy.NewSet(sbs, g)
 }
 
 func (c *Controller) warnRestartOnly(cfg *config.Config) {
 	old := c.cfg
 	if !reflect.DeepEqual(old.Proxy, cfg.Proxy) || old.DNS != cfg.DNS || old.Admin != cfg.Admin || old.State != cfg.State {
-		c.log.Warn("reload: sandboxes applied; changes to [proxy], [dns], [admin] and [state] need a restart")
+		c.log.Warn("reload: sandboxes and [host] applied; changes to [proxy], [dns], [admin] and [state] need a restart")
 	}
 }
 

@@ -37,8 +37,8 @@ func newListController(t *testing.T) *Controller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nop := func(context.Context, *config.Config, *policy.Set) error { return nil }
-	c, err := New(cfg, NewStore(t.TempDir()), nop, zap.NewNop())
+	nop := func(context.Context, *config.Config, *policy.Set, []string) error { return nil }
+	c, err := New(cfg, NewStore(t.TempDir()), Hooks{Kernel: nop}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +109,11 @@ func TestReloadKeepsRunningPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ports []int
-	kernel := func(_ context.Context, cfg *config.Config, _ *policy.Set) error {
+	kernel := func(_ context.Context, cfg *config.Config, _ *policy.Set, _ []string) error {
 		ports = append(ports, cfg.Proxy.TProxyPort)
 		return nil
 	}
-	c, err := New(cfg, NewStore(t.TempDir()), kernel, zap.NewNop())
+	c, err := New(cfg, NewStore(t.TempDir()), Hooks{Kernel: kernel}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

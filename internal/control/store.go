@@ -12,8 +12,11 @@ import (
 	"github.com/egressd/egressd/policy"
 )
 
-// stateFile holds the admin API's overrides, inside state.dir.
-const stateFile = "policies.json"
+// Files inside state.dir.
+const (
+	stateFile   = "policies.json" // the admin API's overrides
+	guardedFile = "guarded.json"  // every interface a sandbox ever named
+)
 
 // Store persists policy overrides in a directory, atomically: a crash
 // leaves either the old file or the new one, never a mix.
@@ -60,16 +63,56 @@ func parseState(path string, data []byte) (map[string]policy.Spec, error) {
 	return out, nil
 }
 
-// Save writes overrides: temp file, fsync, rename, fsync of the directory.
+// LoadGuarded returns the persisted guarded interfaces; none when the
+// file does not exist. A file that cannot be read or parsed is an error:
+// starting without it would un-guard the interfaces of removed sandboxes.
+func (s *Store) LoadGuarded() ([]string, error) {
+	path := filepath.Join(s.dir, guardedFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var out []string
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("state: %s: want a JSON list of interface names: %w", path, err)
+	}
+	return out, nil
+}
+
+// SaveGuarded persists the guarded interfaces, atomically.
+func (s *Store) SaveGuarded(ifaces []string) error {
+	return s.write(guardedFile, ifaces)
+}
+
+// ForgetGuarded removes the guarded interfaces' file: egressd cleanup
+// un-guards them.
+func (s *Store) ForgetGuarded() error {
+	err := os.Remove(filepath.Join(s.dir, guardedFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// Save persists overrides, atomically.
 func (s *Store) Save(overrides map[string]policy.Spec) error {
+	return s.write(stateFile, overrides)
+}
+
+// write stores v as JSON in the file name: temp file, fsync, rename,
+// fsync of the directory.
+func (s *Store) write(name string, v any) error {
 	if err := s.makeDir(); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(overrides, "", "  ")
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dir, stateFile+".tmp-*")
+	tmp, err := os.CreateTemp(s.dir, name+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -85,7 +128,7 @@ func (s *Store) Save(overrides map[string]policy.Spec) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, stateFile)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, name)); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return syncDir(s.dir)

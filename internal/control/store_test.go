@@ -57,7 +57,7 @@ func TestKernelFailureRestores(t *testing.T) {
 	}
 	var installed []*policy.Set
 	fail := false
-	kernel := func(_ context.Context, _ *config.Config, set *policy.Set) error {
+	kernel := func(_ context.Context, _ *config.Config, set *policy.Set, _ []string) error {
 		installed = append(installed, set)
 		if fail {
 			fail = false
@@ -66,7 +66,7 @@ func TestKernelFailureRestores(t *testing.T) {
 		return nil
 	}
 	store := NewStore(t.TempDir())
-	c, err := New(cfg, store, kernel, zap.NewNop())
+	c, err := New(cfg, store, Hooks{Kernel: kernel}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

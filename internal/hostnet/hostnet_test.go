@@ -1,0 +1,89 @@
+package hostnet
+
+import (
+	"net/netip"
+	"os/exec"
+	"testing"
+
+	"github.com/egressd/egressd/internal/netnstest"
+)
+
+func TestIsLocal(t *testing.T) {
+	tp := netnstest.New(t)
+	// An address added after the topology was built counts at once.
+	tp.AddAddr(tp.Firewall, netnstest.FirewallInternetIface, "203.0.113.99/32")
+	cases := []struct {
+		addr string
+		want bool
+	}{
+		{"10.231.0.1", true},   // gateway
+		{"198.51.100.1", true}, // uplink
+		{"203.0.113.99", true}, // added late
+		{"127.0.0.1", true},    // loopback
+		{"127.1.2.3", true},    // the whole of 127/8
+		{"10.231.0.255", true}, // the sandbox subnet's broadcast
+		{"224.0.0.1", true},    // multicast
+		{"fd00:231::1", true},  // gateway, IPv6
+		{"2001:db8::1", true},  // uplink, IPv6
+		{"::1", true},          // loopback, IPv6
+		{"::ffff:10.231.0.1", true},
+		{"10.231.0.2", false},    // the sandbox
+		{"198.51.100.10", false}, // the internet
+		{"2001:db8::10", false},
+		{"fd00:231::2", false},
+	}
+	err := netnstest.Do(tp.Firewall, func() error {
+		for _, c := range cases {
+			if got := IsLocal(netip.MustParseAddr(c.addr)); got != c.want {
+				t.Errorf("IsLocal(%s) = %v, want %v", c.addr, got, c.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIsLocalWithoutRoute(t *testing.T) {
+	ns := netnstest.NewNamespace(t) // lo only: no route to anything else
+	netnstest.Do(ns, func() error {
+		if IsLocal(netip.MustParseAddr("198.51.100.10")) {
+			t.Error("an unroutable address counted as local")
+		}
+		if !IsLocal(netip.MustParseAddr("127.0.0.1")) {
+			t.Error("loopback not local")
+		}
+		return nil
+	})
+}
+
+func TestLinksMaster(t *testing.T) {
+	ns := netnstest.NewNamespace(t)
+	for _, args := range [][]string{
+		{"link", "add", "br-t", "type", "bridge"},
+		{"link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b"},
+		{"link", "set", "veth-a", "master", "br-t"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	var links []Link
+	if err := netnstest.Do(ns, func() (err error) { links, err = Links(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Link{}
+	for _, l := range links {
+		got[l.Name] = l
+	}
+	if l := got["veth-a"]; l.Master != "br-t" || l.MasterKind != "bridge" {
+		t.Errorf("veth-a = %+v, want a port of bridge br-t", l)
+	}
+	if l, ok := got["veth-b"]; !ok || l.Master != "" {
+		t.Errorf("veth-b = %+v (present %v), want no master", l, ok)
+	}
+	if _, ok := got["lo"]; !ok {
+		t.Errorf("no lo in %v", links)
+	}
+}

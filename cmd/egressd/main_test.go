@@ -91,7 +91,8 @@ const (
 
 func TestValidate(t *testing.T) {
 	runCases(t, []cliCase{
-		{name: "valid", args: []string{"validate", "-config", valid}, wantOut: valid + ": ok (3 sandboxes)\n"},
+		{name: "valid", args: []string{"validate", "-config", valid}, wantOut: valid + ": ok (3 sandboxes)\n",
+			errHas: []string{valid + ": warning: host.sandbox_interfaces is unset"}},
 		{name: "example", args: []string{"validate", "-config", example}, wantOut: example + ": ok (2 sandboxes)\n"},
 		{name: "invalid lists every problem", args: []string{"validate", "-config", invalid}, code: 1, noOut: true,
 			errHas: []string{

@@ -87,3 +87,12 @@ func TestLinksMaster(t *testing.T) {
 		t.Errorf("no lo in %v", links)
 	}
 }
+
+// BenchmarkIsLocal is the price of protect_host per raw or pinned dial
+// and per DNS answer address: one rtnetlink round trip.
+func BenchmarkIsLocal(b *testing.B) {
+	a := netip.MustParseAddr("198.51.100.10")
+	for b.Loop() {
+		IsLocal(a)
+	}
+}

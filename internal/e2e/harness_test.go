@@ -79,23 +79,35 @@ type env struct {
 	tp     *netnstest.Topology
 	in     *internet
 	config string
+	dir    string // admin socket and state directory, the same across writeConfig
 	proc   *exec.Cmd
 	logs   *syncBuffer
+	echo   map[string]bool // echo counters installed, by namespace and name
 }
 
 func newEnv(t *testing.T, sandboxes string) *env {
 	t.Helper()
-	tp := netnstest.New(t)
-	tp.AddInternetAddr(serverAddrs...)
-	e := &env{t: t, tp: tp, in: startInternet(t, tp.Internet)}
-	e.config = filepath.Join(t.TempDir(), "egressd.toml")
-	e.writeConfig(sandboxes)
+	e := newIdleEnv(t, sandboxes)
 	e.start()
 	return e
 }
 
+// newIdleEnv is newEnv without starting egressd: the firewall forwards
+// everything until e.start().
+func newIdleEnv(t *testing.T, sandboxes string) *env {
+	t.Helper()
+	tp := netnstest.New(t)
+	tp.AddInternetAddr(serverAddrs...)
+	e := &env{t: t, tp: tp, in: startInternet(t, tp.Internet), dir: t.TempDir()}
+	e.config = filepath.Join(t.TempDir(), "egressd.toml")
+	e.writeConfig(sandboxes)
+	return e
+}
+
+// writeConfig writes the config file with sandboxes appended, which may
+// start with other tables ([host], [dns]).
 func (e *env) writeConfig(sandboxes string) {
-	dir := e.t.TempDir()
+	dir := e.dir
 	cfg := fmt.Sprintf(`
 [proxy]
 tproxy_port  = 15001

@@ -87,6 +87,7 @@ type sockets struct {
 	tls, http, raw []net.Listener
 	udp            []net.PacketConn
 	dns            net.PacketConn
+	dnsTCP         net.Listener
 }
 
 func openSockets() (*sockets, error) {
@@ -106,7 +107,10 @@ func openSockets() (*sockets, error) {
 		s.udp = append(s.udp, pc)
 	}
 	var err error
-	s.dns, err = net.ListenPacket("udp4", "198.51.100.53:53")
+	if s.dns, err = net.ListenPacket("udp4", "198.51.100.53:53"); err != nil {
+		return nil, err
+	}
+	s.dnsTCP, err = net.Listen("tcp4", "198.51.100.53:53")
 	return s, err
 }
 
@@ -140,7 +144,7 @@ func startInternet(t *testing.T, ns string) *internet {
 	for _, pc := range socks.udp {
 		in.serveUDP(t, pc)
 	}
-	in.serveDNS(t, socks.dns)
+	in.serveDNS(t, socks.dns, socks.dnsTCP)
 	return in
 }
 
@@ -236,7 +240,28 @@ func (in *internet) serveUDP(t *testing.T, pc net.PacketConn) {
 	}()
 }
 
-func (in *internet) serveDNS(t *testing.T, pc net.PacketConn) {
+// httpsHints are the address hints of the HTTPS record of a name (which
+// must be in zone too).
+var httpsHints = map[string][]string{}
+
+// httpsRecord is name's HTTPS record: the name itself, with hints.
+func httpsRecord(name string, hints []string) *dns.HTTPS {
+	v4, v6 := &dns.SVCBIPv4Hint{}, &dns.SVCBIPv6Hint{}
+	for _, s := range hints {
+		a := netip.MustParseAddr(s)
+		if a.Is4() {
+			v4.Hint = append(v4.Hint, a.AsSlice())
+		} else {
+			v6.Hint = append(v6.Hint, a.AsSlice())
+		}
+	}
+	hdr := dns.RR_Header{Name: name, Rrtype: dns.TypeHTTPS, Class: dns.ClassINET, Ttl: 60}
+	return &dns.HTTPS{SVCB: dns.SVCB{Hdr: hdr, Priority: 1, Target: ".", Value: []dns.SVCBKeyValue{v4, v6}}}
+}
+
+// serveDNS answers from zone over UDP (pc) and TCP (ln), recording each
+// question.
+func (in *internet) serveDNS(t *testing.T, pc net.PacketConn, ln net.Listener) {
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)
@@ -258,9 +283,13 @@ func (in *internet) serveDNS(t *testing.T, pc net.PacketConn) {
 				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
 			}
 		}
+		if hints, ok := httpsHints[name]; ok && q.Question[0].Qtype == dns.TypeHTTPS {
+			m.Answer = append(m.Answer, httpsRecord(q.Question[0].Name, hints))
+		}
 		w.WriteMsg(m)
 	})
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+	}
 }

@@ -142,3 +142,17 @@ func TestAddInternetAddrRange(t *testing.T) {
 var execCommand = exec.Command
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestAddSandboxRoutes(t *testing.T) {
+	tp := New(t)
+	tp.AddInternetAddr("198.51.100.77/32")
+	sb := tp.AddSandbox("veth-sb2", 1)
+	if sb.Addr4.String() != "10.231.1.2" || sb.Addr6.String() != "fd00:231:1::2" || sb.Gateway6.String() != "fd00:231:1::1" {
+		t.Fatalf("addresses %+v", sb)
+	}
+	for _, dst := range []string{"198.51.100.77", "10.231.0.2", "fd00:231::2"} {
+		if out, err := tp.Exec(sb.NS, "ping", "-c", "1", "-W", "2", dst); err != nil {
+			t.Errorf("ping %s from the added sandbox: %v: %s", dst, err, out)
+		}
+	}
+}

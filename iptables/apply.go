@@ -33,6 +33,10 @@ func (in Installer) Apply(ctx context.Context, sbs []Sandbox, p Ports, h Host) e
 	if err != nil {
 		return err
 	}
+	return in.applyRuleset(ctx, rs)
+}
+
+func (in Installer) applyRuleset(ctx context.Context, rs *Ruleset) error {
 	if err := in.addRouting(ctx); err != nil {
 		return err
 	}

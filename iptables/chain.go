@@ -5,36 +5,33 @@ import (
 	"strings"
 )
 
-// writeSandboxChain writes one sandbox's chain. Order matters: see the
-// package comment. Every path ends in a verdict.
-func writeSandboxChain(b *strings.Builder, sb *ruleSandbox, p Ports, h Host) {
-	fmt.Fprintf(b, "\n\tchain %s {\n", sb.id)
-	fmt.Fprintf(b, "\t\tcomment %q\n", "sandbox "+sb.Name)
-	w := chainWriter{b: b, sb: sb, mark: fmt.Sprintf("0x%x", Mark)}
-	w.linkLocal()
-	w.antiSpoofing()
-	if sb.Mode == ModeDenyAll {
-		w.rule("counter drop", "mode deny-all")
-		b.WriteString("\t}\n")
-		return
-	}
-	w.dns(p.DNS)
-	w.denyCIDRs()
-	w.tcp(p.TProxy)
-	w.alive()
-	if h.ProtectHost {
-		w.protectHost()
-	}
-	if h.IsolateSandboxes {
-		w.isolate()
-	}
-	w.others()
+// writeModeChains writes the three chains a sandbox's packets jump to,
+// shared by every sandbox in that mode. Order matters: see the package
+// comment. Every path ends in a verdict.
+func writeModeChains(b *strings.Builder, p Ports, h Host) {
+	b.WriteString("\n\tchain deny_all {\n")
+	chainWriter{b: b}.rule("counter drop", "mode deny-all")
 	b.WriteString("\t}\n")
+	for _, m := range []Mode{ModeAllowAll, ModeCustom} {
+		fmt.Fprintf(b, "\n\tchain %s {\n", modeChain(m))
+		w := chainWriter{b: b, mark: fmt.Sprintf("0x%x", Mark)}
+		w.dns(p.DNS)
+		w.denyCIDRs()
+		w.tcp(p.TProxy)
+		w.alive()
+		if h.ProtectHost {
+			w.protectHost()
+		}
+		if h.IsolateSandboxes {
+			w.isolate()
+		}
+		w.others(m)
+		b.WriteString("\t}\n")
+	}
 }
 
 type chainWriter struct {
 	b    *strings.Builder
-	sb   *ruleSandbox
 	mark string
 }
 
@@ -48,23 +45,13 @@ func (w chainWriter) section(text string) {
 	fmt.Fprintf(w.b, "\t\t# %s\n", text)
 }
 
-// linkLocal lets IPv6 neighbour discovery with this host through, before
-// anti-spoofing (it uses link-local and unspecified sources). Hop limit 255
-// and a local or multicast destination keep it on the link: it cannot be
-// used to send ICMPv6 past the host.
-func (w chainWriter) linkLocal() {
-	w.section("IPv6 neighbour discovery with this host")
+// neighbourDiscovery lets IPv6 neighbour discovery with this host through,
+// before the sandbox lookup (it uses link-local and unspecified sources).
+// Hop limit 255 and a local or multicast destination keep it on the link:
+// it cannot be used to send ICMPv6 past the host.
+func (w chainWriter) neighbourDiscovery() {
 	w.rule("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } "+
-		"ip6 hoplimit 255 fib daddr type { local, multicast } accept", "neighbour discovery")
-}
-
-// antiSpoofing drops packets whose source is not the sandbox's. An empty
-// set matches nothing, so "saddr != @empty" drops the whole family.
-func (w chainWriter) antiSpoofing() {
-	w.section("anti-spoofing: only IP, only from the sandbox's sources")
-	w.rule("meta nfproto != { ipv4, ipv6 } counter drop", "not IP")
-	w.rule(fmt.Sprintf("ip saddr != @%s_src4 counter drop", w.sb.id), "spoofed source")
-	w.rule(fmt.Sprintf("ip6 saddr != @%s_src6 counter drop", w.sb.id), "spoofed source")
+		"ip6 hoplimit 255 iifname @claimed fib daddr type { local, multicast } accept", "neighbour discovery")
 }
 
 // dns sends DNS for any destination to the resolver. With no resolver port,
@@ -81,8 +68,8 @@ func (w chainWriter) dns(port int) {
 // logs the denial and resets the connection.
 func (w chainWriter) denyCIDRs() {
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
-	w.rule(fmt.Sprintf("ip daddr @%s_deny4 meta l4proto != tcp counter drop", w.sb.id), "deny_cidrs")
-	w.rule(fmt.Sprintf("ip6 daddr @%s_deny6 meta l4proto != tcp counter drop", w.sb.id), "deny_cidrs")
+	w.rule("ip saddr . ip daddr @deny4 meta l4proto != tcp counter drop", "deny_cidrs")
+	w.rule("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp counter drop", "deny_cidrs")
 }
 
 // tcp diverts all TCP to the proxy. TPROXY falls through when nothing
@@ -116,25 +103,25 @@ func (w chainWriter) alive() {
 func (w chainWriter) protectHost() {
 	w.section("protect_host: not to this host's own addresses")
 	const local = "fib daddr type { local, broadcast, anycast, multicast }"
-	w.rule(fmt.Sprintf("%s ip daddr != @%s_exact4 counter drop", local, w.sb.id), "protect_host")
-	w.rule(fmt.Sprintf("%s ip6 daddr != @%s_exact6 counter drop", local, w.sb.id), "protect_host")
+	w.rule(local+" ip saddr . ip daddr != @exact4 counter drop", "protect_host")
+	w.rule(local+" ip6 saddr . ip6 daddr != @exact6 counter drop", "protect_host")
 }
 
 // isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
 func (w chainWriter) isolate() {
 	w.section("isolate_sandboxes: not to other sandboxes")
-	w.rule(fmt.Sprintf("ip daddr @peers4 ip daddr != @%s_named4 counter drop", w.sb.id), "isolate_sandboxes")
-	w.rule(fmt.Sprintf("ip6 daddr @peers6 ip6 daddr != @%s_named6 counter drop", w.sb.id), "isolate_sandboxes")
+	w.rule("ip daddr . meta nfproto @peers4 ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
+	w.rule("ip6 daddr . meta nfproto @peers6 ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.
-func (w chainWriter) others() {
+func (w chainWriter) others(m Mode) {
 	w.section("other protocols")
-	if w.sb.Mode == ModeAllowAll {
+	if m == ModeAllowAll {
 		w.rule("accept", "mode allow-all")
 		return
 	}
-	w.rule(fmt.Sprintf("ip daddr @%s_allow4 accept", w.sb.id), "allow_cidrs")
-	w.rule(fmt.Sprintf("ip6 daddr @%s_allow6 accept", w.sb.id), "allow_cidrs")
+	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
+	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
 	w.rule("counter drop", "mode custom: not allowed")
 }

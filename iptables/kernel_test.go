@@ -30,7 +30,7 @@ func kernelNamespace(t *testing.T) (string, Installer) {
 	t.Helper()
 	requireKernel(t)
 	ns := netnstest.NewNamespace(t)
-	return ns, Installer{Run: InNetns(ns)}
+	return ns, Installer{Run: InNetns(ns), NetNS: ns}
 }
 
 // inNS runs a command in ns and returns its output, failing the test on error.
@@ -69,8 +69,8 @@ func TestKernelApplyTwiceCleanupTwice(t *testing.T) {
 		t.Fatalf("after two applies: tables %d, rules %d/%d, routes %d/%d; want one of each", tb, r4, r6, rt4, rt6)
 	}
 	table := inNS(t, ns, "nft", "list", "table", "inet", Table)
-	for _, want := range []string{"set sb0_src4 {", "set sb0_src6 {", "set sb0_allow4 {", "set sb0_deny6 {",
-		"elements = { 198.51.100.0/24 }", `iifname "veth-sb1" jump sb0`, "chain sb0 {"} {
+	for _, want := range []string{"map sandbox4 {", "map sandbox6 {", "set allow4 {", "set deny6 {",
+		"elements = { 10.231.0.2 . 198.51.100.0/24 }", `"veth-sb1" . 10.231.0.2 : jump custom`, "chain custom {"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("installed table lacks %q:\n%s", want, table)
 		}
@@ -104,14 +104,13 @@ func TestKernelReloadReplacesRuleset(t *testing.T) {
 		want, wantAbsent []string
 	}{
 		{"allow-all", ModeAllowAll, []string{"203.0.113.0/24"},
-			[]string{`accept comment "mode allow-all"`, "elements = { 203.0.113.0/24 }"}, nil},
+			[]string{`"veth-sb1" . 10.231.0.2 : jump allow_all`}, []string{"203.0.113.0/24"}},
 		{"custom", ModeCustom, []string{"198.51.100.0/25", "2001:db8::/48"},
-			[]string{`ip daddr @sb0_allow4 accept comment "allow_cidrs"`, "elements = { 198.51.100.0/25 }",
-				"elements = { 2001:db8::/48 }"},
-			[]string{"mode allow-all", "203.0.113.0/24"}},
+			[]string{`"veth-sb1" . 10.231.0.2 : jump custom`, "elements = { 10.231.0.2 . 198.51.100.0/25 }"},
+			[]string{"jump allow_all", "203.0.113.0/24", "2001:db8::/48"}},
 		{"deny-all", ModeDenyAll, nil,
-			[]string{`drop comment "mode deny-all"`},
-			[]string{"allow_cidrs", "198.51.100.0/25", "TCP to proxy"}},
+			[]string{`"veth-sb1" . 10.231.0.2 : jump deny_all`},
+			[]string{"jump custom", "198.51.100.0/25"}},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

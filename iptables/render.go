@@ -2,16 +2,14 @@ package iptables
 
 import (
 	"fmt"
-	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // Render returns the nft script installing the rules for sbs: deterministic,
-// human readable, and loadable with `nft -f`. Loading it replaces table inet
-// egressd in one transaction.
+// human readable, and loadable with `nft -f`. Loading it replaces tables
+// inet egressd and bridge egressd in one transaction.
 func Render(sbs []Sandbox, p Ports, h Host) (string, error) {
 	rs, err := NewRuleset(sbs, p, h)
 	if err != nil {
@@ -34,22 +32,76 @@ const header = `# egressd ruleset, generated: do not edit. Load with nft -f FILE
 const removeTables = "table inet " + Table + " {}\ndelete table inet " + Table + "\n" +
 	"table bridge " + Table + " {}\ndelete table bridge " + Table + "\n"
 
+// setDef is one named set or map of the ruleset.
+type setDef struct {
+	name     string
+	bridge   bool   // in table bridge egressd, else inet
+	decl     string // type and flags, as nft reads them
+	comment  string
+	interval bool // flags interval: elements have a key end
+	isMap    bool // a verdict map
+	needs    func(Host) bool
+}
+
+func always(Host) bool             { return true }
+func protectHost(h Host) bool      { return h.ProtectHost }
+func isolateSandboxes(h Host) bool { return h.IsolateSandboxes }
+
+const pairs = "flags interval"
+
+// setDefs are the sets, in the order the script declares them. peers4
+// and peers6 add the constant meta nfproto to their key: as a
+// concatenation, an interval set is one kernel type (pipapo) whose
+// elements are a key and a key end, like every other interval set here.
+var setDefs = []setDef{
+	{name: "claimed", decl: "type ifname", comment: "every sandbox interface", needs: always},
+	{name: "guarded", decl: "type ifname", comment: "guarded interfaces that no sandbox claims", needs: always},
+	{name: "sandbox4", decl: "type ifname . ipv4_addr : verdict; " + pairs, interval: true, isMap: true,
+		comment: "(interface, source) → the sandbox's mode chain", needs: always},
+	{name: "sandbox6", decl: "type ifname . ipv6_addr : verdict; " + pairs, interval: true, isMap: true, needs: always},
+	{name: "deny4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
+		comment: "(source, destination) pairs of every sandbox's deny_cidrs", needs: always},
+	{name: "deny6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: always},
+	{name: "allow4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
+		comment: "… of allow_cidrs (mode custom)", needs: always},
+	{name: "allow6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: always},
+	{name: "exact4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
+		comment: "… of allow_cidrs entries of one address (protect_host)", needs: protectHost},
+	{name: "exact6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: protectHost},
+	{name: "named4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
+		comment: "… of allow_cidrs entries inside another sandbox's sources (isolate_sandboxes)", needs: isolateSandboxes},
+	{name: "named6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: isolateSandboxes},
+	{name: "peers4", decl: "typeof ip daddr . meta nfproto; " + pairs, interval: true,
+		comment: "every sandbox's sources (isolate_sandboxes)", needs: isolateSandboxes},
+	{name: "peers6", decl: "typeof ip6 daddr . meta nfproto; " + pairs, interval: true, needs: isolateSandboxes},
+	{name: "ports", bridge: true, decl: "type ifname", comment: "every sandbox and guarded interface", needs: always},
+}
+
+func setIndex(name string) int {
+	for i, d := range setDefs {
+		if d.name == name {
+			return i
+		}
+	}
+	return len(setDefs)
+}
+
+func setDefOf(name string) setDef { return setDefs[setIndex(name)] }
+
 // Script returns the nft script for the ruleset.
 func (r *Ruleset) Script() string {
 	var b strings.Builder
 	b.WriteString(header)
 	fmt.Fprintf(&b, "table inet %s {\n", Table)
 	writeAlive(&b)
-	r.writeHostSets(&b)
-	for i := range r.sandboxes {
-		r.writeSets(&b, &r.sandboxes[i])
-	}
+	r.writeSets(&b, false)
 	r.writePrerouting(&b)
-	for i := range r.sandboxes {
-		writeSandboxChain(&b, &r.sandboxes[i], r.ports, r.host)
-	}
+	writeModeChains(&b, r.ports, r.host)
 	b.WriteString("}\n")
-	r.writeBridgeTable(&b)
+	fmt.Fprintf(&b, "\ntable bridge %s {\n", Table)
+	r.writeSets(&b, true)
+	r.writeBridgeChain(&b)
+	b.WriteString("}\n")
 	return b.String()
 }
 
@@ -57,104 +109,95 @@ func (r *Ruleset) Script() string {
 // elements from expiring (Heartbeat); every accept of non-TCP traffic
 // requires them, so within AliveTimeout of egressd's death nothing passes.
 func writeAlive(b *strings.Builder) {
-	fmt.Fprintf(b, "\t# refreshed by a running egressd; when it stops, nothing but TCP and DNS\n")
-	fmt.Fprintf(b, "\t# to its (then closed) sockets is accepted, and those find no listener\n")
+	b.WriteString("\t# refreshed by a running egressd; when it stops, nothing but TCP and DNS\n")
+	b.WriteString("\t# to its (then closed) sockets is accepted, and those find no listener\n")
 	fmt.Fprintf(b, "\tset %s {\n\t\ttypeof meta nfproto\n\t\tflags timeout\n", AliveSet)
 	fmt.Fprintf(b, "\t\telements = { ipv4 timeout %s, ipv6 timeout %s }\n\t}\n\n", nftDuration(AliveTimeout), nftDuration(AliveTimeout))
 }
 
-func (r *Ruleset) writeHostSets(b *strings.Builder) {
-	if !r.host.IsolateSandboxes {
+// writeSets writes the sets of one table with their elements, each
+// sandbox's under a comment naming it. An empty set has no elements line
+// (nft rejects "elements = { }").
+func (r *Ruleset) writeSets(b *strings.Builder, bridge bool) {
+	for _, d := range setDefs {
+		if d.bridge != bridge || !d.needs(r.host) {
+			continue
+		}
+		if d.comment != "" {
+			fmt.Fprintf(b, "\t# %s\n", d.comment)
+		}
+		kind := "set"
+		if d.isMap {
+			kind = "map"
+		}
+		fmt.Fprintf(b, "\t%s %s {\n", kind, d.name)
+		for _, part := range strings.Split(d.decl, "; ") {
+			fmt.Fprintf(b, "\t\t%s\n", part)
+		}
+		writeElements(b, r.elements(setIndex(d.name)))
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("\n")
+}
+
+// writeElements writes a set's elements, each sandbox's under a comment
+// naming it.
+func writeElements(b *strings.Builder, els []element) {
+	if len(els) == 0 {
 		return
 	}
-	b.WriteString("\t# every sandbox's sources (isolate_sandboxes)\n")
-	writeSet(b, "peers4", "ipv4_addr", r.peers4)
-	writeSet(b, "peers6", "ipv6_addr", r.peers6)
-	b.WriteString("\n")
-}
-
-func (r *Ruleset) writeSets(b *strings.Builder, sb *ruleSandbox) {
-	fmt.Fprintf(b, "\t# sandbox %q: interface %s, mode %s\n", sb.Name, sb.Interface, sb.Mode)
-	writeSet(b, sb.id+"_src4", "ipv4_addr", sb.src4)
-	writeSet(b, sb.id+"_src6", "ipv6_addr", sb.src6)
-	writeSet(b, sb.id+"_allow4", "ipv4_addr", sb.allow4)
-	writeSet(b, sb.id+"_allow6", "ipv6_addr", sb.allow6)
-	writeSet(b, sb.id+"_deny4", "ipv4_addr", sb.deny4)
-	writeSet(b, sb.id+"_deny6", "ipv6_addr", sb.deny6)
-	if r.host.ProtectHost {
-		writeSet(b, sb.id+"_exact4", "ipv4_addr", sb.exact4)
-		writeSet(b, sb.id+"_exact6", "ipv6_addr", sb.exact6)
-	}
-	if r.host.IsolateSandboxes {
-		writeSet(b, sb.id+"_named4", "ipv4_addr", sb.named4)
-		writeSet(b, sb.id+"_named6", "ipv6_addr", sb.named6)
-	}
-	b.WriteString("\n")
-}
-
-// writeSet writes a named interval set; an empty set has no elements line
-// (nft rejects "elements = { }").
-func writeSet(b *strings.Builder, name, typ string, elems []netip.Prefix) {
-	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", name, typ)
-	if len(elems) > 0 {
-		b.WriteString("\t\telements = {\n")
-		for _, p := range elems {
-			fmt.Fprintf(b, "\t\t\t%s,\n", p)
+	b.WriteString("\t\telements = {\n")
+	owner := ""
+	for _, e := range els {
+		if e.owner != owner && e.owner != "" {
+			fmt.Fprintf(b, "\t\t\t# sandbox %q\n", e.owner)
 		}
-		b.WriteString("\t\t}\n")
+		owner = e.owner
+		fmt.Fprintf(b, "\t\t\t%s,\n", e.text)
 	}
-	b.WriteString("\t}\n")
+	b.WriteString("\t\t}\n")
 }
 
-// writePrerouting hands each sandbox interface's packets to its chain,
-// then drops whatever arrives on a guarded interface that no sandbox
-// claims; packets from other interfaces are untouched.
+// writePrerouting finds each packet's sandbox by (interface, source) in
+// one map lookup and jumps to its mode's chain. A packet on a sandbox
+// interface whose source no sandbox there owns is spoofed; a packet on a
+// guarded interface that no sandbox claims goes nowhere. Packets from
+// other interfaces are untouched.
 //
 // There is deliberately no forward chain: every packet from a sandbox
-// interface gets a final verdict here (each sandbox chain ends in a drop or
+// interface gets a final verdict here (each mode chain ends in a drop or
 // an accept), so a forward guard would only repeat that judgement, and one
 // relying on conntrack state would let reloads miss open flows.
 func (r *Ruleset) writePrerouting(b *strings.Builder) {
 	b.WriteString("\tchain prerouting {\n")
 	b.WriteString("\t\ttype filter hook prerouting priority mangle; policy accept;\n")
-	for i := range r.sandboxes {
-		sb := &r.sandboxes[i]
-		fmt.Fprintf(b, "\t\tiifname %q jump %s comment %q\n", sb.Interface, sb.id, "sandbox "+sb.Name)
-	}
-	r.writeGuard(b, r.guardNames, "guarded interface: no sandbox claims it")
+	w := chainWriter{b: b}
+	w.neighbourDiscovery()
+	w.rule("iifname . ip saddr vmap @sandbox4", "sandbox by interface and source")
+	w.rule("iifname . ip6 saddr vmap @sandbox6", "sandbox by interface and source")
+	w.rule("iifname @claimed counter drop", "spoofed source")
+	r.writeGuard(w, "@guarded", "guarded interface: no sandbox claims it")
 	b.WriteString("\t}\n")
 }
 
-// writeGuard drops packets arriving on names (exact) or on any interface
-// matching the guard's patterns.
-func (r *Ruleset) writeGuard(b *strings.Builder, names []string, comment string) {
-	if len(names) > 0 {
-		q := make([]string, len(names))
-		for i, n := range names {
-			q[i] = strconv.Quote(n)
-		}
-		fmt.Fprintf(b, "\t\tiifname { %s } counter drop comment %q\n", strings.Join(q, ", "), comment)
-	}
-	for _, p := range r.guardPatterns {
-		fmt.Fprintf(b, "\t\tiifname %q counter drop comment %q\n", p, comment)
+// writeGuard drops packets arriving on the interfaces of set or matching
+// one of the guard's patterns.
+func (r *Ruleset) writeGuard(w chainWriter, set, comment string) {
+	w.rule("iifname "+set+" counter drop", comment)
+	for _, p := range r.patterns {
+		w.rule(fmt.Sprintf("iifname %q counter drop", p), comment)
 	}
 }
 
-// writeBridgeTable drops frames that enter a bridge through a sandbox or
+// writeBridgeChain drops frames that enter a bridge through a sandbox or
 // guarded interface. Once an interface is a bridge port its packets reach
 // the IP layer on the bridge, where no rule of table inet egressd would
 // match them: the frame is stopped before that.
-func (r *Ruleset) writeBridgeTable(b *strings.Builder) {
-	names := slices.Clone(r.guardNames)
-	for i := range r.sandboxes {
-		names = append(names, r.sandboxes[i].Interface)
-	}
-	slices.Sort(names)
-	fmt.Fprintf(b, "\ntable bridge %s {\n", Table)
+func (r *Ruleset) writeBridgeChain(b *strings.Builder) {
 	b.WriteString("\tchain prerouting {\n")
 	b.WriteString("\t\ttype filter hook prerouting priority -200; policy accept;\n")
-	r.writeGuard(b, names, "sandbox interface is a bridge port")
-	b.WriteString("\t}\n}\n")
+	r.writeGuard(chainWriter{b: b}, "@ports", "sandbox interface is a bridge port")
+	b.WriteString("\t}\n")
 }
 
 // nftDuration writes d the way nft reads it ("1s", "250ms").

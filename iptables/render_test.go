@@ -107,19 +107,29 @@ func TestRenderFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := got[strings.Index(got, "chain sb0 {"):]
-	for _, want := range []string{
-		// an empty _src6 set: every IPv6 packet is "spoofed"
-		"ip6 saddr != @sb0_src6 counter drop",
-		// TPROXY falls through when nothing listens
-		"meta l4proto tcp counter drop comment \"proxy not listening\"",
-		"meta l4proto { tcp, udp } th dport 53 counter drop comment \"DNS: no resolver\"",
-	} {
-		if !strings.Contains(chain, want) {
-			t.Errorf("chain lacks %q:\n%s", want, chain)
+	pre := got[strings.Index(got, "chain prerouting {"):]
+	// no (interface, source) pair for IPv6: every IPv6 packet is "spoofed"
+	if !strings.Contains(got, "map sandbox6 {\n\t\ttype ifname . ipv6_addr : verdict\n\t\tflags interval\n\t}") {
+		t.Errorf("sandbox6 is not empty:\n%s", got)
+	}
+	if !strings.Contains(pre, `iifname @claimed counter drop comment "spoofed source"`) {
+		t.Errorf("prerouting lacks the spoofed-source drop:\n%s", pre)
+	}
+	for _, mode := range []string{"allow_all", "custom"} {
+		chain := got[strings.Index(got, "chain "+mode+" {"):]
+		for _, want := range []string{
+			// TPROXY falls through when nothing listens
+			"meta l4proto tcp counter drop comment \"proxy not listening\"",
+			"meta l4proto { tcp, udp } th dport 53 counter drop comment \"DNS: no resolver\"",
+			"meta nfproto != @alive counter drop comment \"egressd not running\"",
+		} {
+			if !strings.Contains(chain[:strings.Index(chain, "\n\t}")], want) {
+				t.Errorf("chain %s lacks %q:\n%s", mode, want, chain)
+			}
 		}
 	}
-	if last := lastRule(chain); last != `counter drop comment "mode custom: not allowed"` {
+	custom := got[strings.Index(got, "chain custom {"):]
+	if last := lastRule(custom); last != `counter drop comment "mode custom: not allowed"` {
 		t.Errorf("custom chain ends with %q, want a drop", last)
 	}
 }

@@ -5,53 +5,61 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/gaissmai/bart"
 )
 
-// Ruleset is a validated, normalised set of sandboxes and ports, ready to be
-// rendered as an nft script. Build one with NewRuleset.
+// Ruleset is a validated, normalised set of sandboxes, ports and host
+// guard, ready to be rendered as an nft script or applied as a delta to an
+// installed one. Build one with NewRuleset, or with Next from the one
+// installed.
+//
+// Its rules are the same for any number of sandboxes: a packet finds its
+// sandbox through one map lookup keyed by (interface, source), and its
+// sandbox's lists through lookups in shared sets keyed by (source,
+// destination). The sandboxes themselves are only elements.
 type Ruleset struct {
-	sandboxes []ruleSandbox // sorted by name
-	ports     Ports
-	host      Host
-	// peers4, peers6 hold every sandbox's sources (IsolateSandboxes).
-	peers4, peers6 []netip.Prefix
-	// guardNames and guardPatterns are Host.Guarded split into exact names
-	// that no sandbox claims and prefix* patterns.
-	guardNames, guardPatterns []string
+	ports    Ports
+	host     Host
+	patterns []string                 // the prefix* patterns of host.Guarded, sorted
+	names    []string                 // the sandboxes, sorted
+	sbs      map[string]*sandboxElems // by name
+	shared   [][]element              // by set index: elements no sandbox owns, deduplicated
+	owners   *bart.Table[string]      // every source prefix → its sandbox
 }
 
-// ruleSandbox is a Sandbox with its nft identifier and per-family sets.
-type ruleSandbox struct {
-	Sandbox
-	id                  string // "sb0": names are free text, identifiers are not
-	src4, allow4, deny4 []netip.Prefix
-	src6, allow6, deny6 []netip.Prefix
-	// exact4, exact6: allow_cidrs entries of one address (ProtectHost).
-	exact4, exact6 []netip.Prefix
-	// named4, named6: allow_cidrs entries naming another sandbox's
-	// sources (IsolateSandboxes).
-	named4, named6 []netip.Prefix
+// sandboxElems are the elements one sandbox owns, and what they were made
+// of: a Ruleset built with Next reuses them when nothing changed.
+type sandboxElems struct {
+	sb     Sandbox
+	named  []netip.Prefix // allow_cidrs entries inside another sandbox's sources
+	elems  []element      // in set order; owned sets only
+	shared []element      // its contributions to claimed, ports and peers
 }
 
-// NewRuleset validates sbs, p and h. Sandboxes are sorted by name, so their
-// identifiers (sb0, sb1, …) do not depend on the input order.
+// NewRuleset validates sbs, p and h.
 func NewRuleset(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
+	return (*Ruleset)(nil).Next(sbs, p, h)
+}
+
+// Next is NewRuleset, reusing the elements of r (nil: none) for every
+// sandbox whose inputs did not change: changing one sandbox among many
+// costs little more than that sandbox.
+func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
 	if err := h.validate(); err != nil {
 		return nil, err
 	}
-	sorted := slices.Clone(sbs)
-	slices.SortFunc(sorted, func(a, b Sandbox) int { return strings.Compare(a.Name, b.Name) })
-	rs := &Ruleset{ports: p, host: h, sandboxes: make([]ruleSandbox, 0, len(sorted))}
-	ifaces := make(map[string]string, len(sorted))
-	for i := range sorted {
-		sb := &sorted[i]
+	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs))}
+	ifaces := make(map[string]string, len(sbs))
+	for i := range sbs {
+		sb := &sbs[i]
 		if err := sb.validate(); err != nil {
 			return nil, err
 		}
-		if i > 0 && sorted[i-1].Name == sb.Name {
+		if _, dup := next.sbs[sb.Name]; dup {
 			return nil, fmt.Errorf("iptables: sandbox %q: duplicate name", sb.Name)
 		}
 		if other, dup := ifaces[sb.Interface]; dup {
@@ -59,79 +67,203 @@ func NewRuleset(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 				sb.Name, sb.Interface, other)
 		}
 		ifaces[sb.Interface] = sb.Name
-		rs.sandboxes = append(rs.sandboxes, newRuleSandbox(*sb, fmt.Sprintf("sb%d", i)))
+		next.sbs[sb.Name] = nil
+		next.names = append(next.names, sb.Name)
 	}
-	rs.noteGuard(ifaces)
-	rs.notePeers()
-	return rs, nil
+	slices.Sort(next.names)
+	next.owners = r.ownersFor(sbs)
+	reuse := r != nil && r.host.ProtectHost == h.ProtectHost && r.host.IsolateSandboxes == h.IsolateSandboxes
+	for i := range sbs {
+		sb := &sbs[i]
+		named := next.named(sb)
+		if reuse {
+			if old := r.sbs[sb.Name]; old != nil && sameSandbox(&old.sb, sb) && slices.Equal(old.named, named) {
+				next.sbs[sb.Name] = old
+				continue
+			}
+		}
+		next.sbs[sb.Name] = next.build(sb, named)
+	}
+	next.collectShared(ifaces)
+	return next, nil
 }
 
-// noteGuard splits Host.Guarded into patterns and the exact names that no
-// sandbox claims (a claimed interface jumps to its chain first anyway).
-func (rs *Ruleset) noteGuard(claimed map[string]string) {
-	seen := map[string]bool{}
-	for _, g := range rs.host.Guarded {
-		if seen[g] {
+// ownersFor returns r's source table if sbs have exactly r's sandboxes'
+// sources, else a new one.
+func (r *Ruleset) ownersFor(sbs []Sandbox) *bart.Table[string] {
+	if r != nil && len(r.sbs) == len(sbs) {
+		same := true
+		for i := range sbs {
+			old := r.sbs[sbs[i].Name]
+			if old == nil || !slices.Equal(old.sb.Sources, sbs[i].Sources) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return r.owners
+		}
+	}
+	t := new(bart.Table[string])
+	for i := range sbs {
+		for _, p := range sbs[i].Sources {
+			t.Insert(p.Masked(), sbs[i].Name)
+		}
+	}
+	return t
+}
+
+func sameSandbox(a, b *Sandbox) bool {
+	return a.Name == b.Name && a.Interface == b.Interface && a.Mode == b.Mode &&
+		slices.Equal(a.Sources, b.Sources) && slices.Equal(a.AllowCIDRs, b.AllowCIDRs) &&
+		slices.Equal(a.DenyCIDRs, b.DenyCIDRs)
+}
+
+// sameRules reports whether r and o have the same rules and chains, so
+// that one becomes the other by elements alone.
+func (r *Ruleset) sameRules(o *Ruleset) bool {
+	return r.ports == o.ports && r.host.ProtectHost == o.host.ProtectHost &&
+		r.host.IsolateSandboxes == o.host.IsolateSandboxes && slices.Equal(r.patterns, o.patterns)
+}
+
+// modeChain is the chain a sandbox's packets jump to.
+func modeChain(m Mode) string {
+	switch m {
+	case ModeAllowAll:
+		return "allow_all"
+	case ModeDenyAll:
+		return "deny_all"
+	}
+	return "custom"
+}
+
+// named are sb's allow_cidrs entries that lie inside another sandbox's
+// sources: only those open isolate_sandboxes.
+func (r *Ruleset) named(sb *Sandbox) []netip.Prefix {
+	if !r.host.IsolateSandboxes || sb.Mode != ModeCustom {
+		return nil
+	}
+	return filter(sb.AllowCIDRs, func(p netip.Prefix) bool {
+		owner, ok := r.owners.LookupPrefix(p)
+		return ok && owner != sb.Name
+	})
+}
+
+// build makes sb's elements: its (interface, source) dispatch, and for
+// each source its lists as (source, destination) pairs; and its parts of
+// the shared sets.
+func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
+	se := &sandboxElems{sb: *sb, named: named}
+	src4, src6 := splitFamilies(sb.Sources)
+	add := func(set string, fields ...field) {
+		se.elems = append(se.elems, newElement(set, sb.Name, "", fields...))
+	}
+	pairs := func(set string, srcs, dsts []netip.Prefix) {
+		for _, src := range srcs {
+			for _, d := range dsts {
+				add(set, prefixField(src), prefixField(d))
+			}
+		}
+	}
+	for _, fam := range []struct {
+		sfx  string
+		srcs []netip.Prefix
+	}{{"4", src4}, {"6", src6}} {
+		for _, src := range fam.srcs {
+			se.elems = append(se.elems, newElement("sandbox"+fam.sfx, sb.Name, modeChain(sb.Mode),
+				ifaceField(sb.Interface), prefixField(src)))
+		}
+	}
+	for _, set := range []struct {
+		name  string
+		list  []netip.Prefix
+		modes []Mode
+		needs func(Host) bool
+	}{
+		{"deny", sb.DenyCIDRs, []Mode{ModeAllowAll, ModeCustom}, always},
+		{"allow", sb.AllowCIDRs, []Mode{ModeCustom}, always},
+		{"exact", filter(sb.AllowCIDRs, netip.Prefix.IsSingleIP), []Mode{ModeCustom}, protectHost},
+		{"named", named, []Mode{ModeCustom}, isolateSandboxes},
+	} {
+		if !slices.Contains(set.modes, sb.Mode) || !set.needs(r.host) {
 			continue
 		}
-		seen[g] = true
+		d4, d6 := splitFamilies(set.list)
+		pairs(set.name+"4", src4, d4)
+		pairs(set.name+"6", src6, d6)
+	}
+	slices.SortStableFunc(se.elems, func(a, b element) int { return a.si - b.si })
+	se.shared = append(se.shared, newElement("claimed", "", "", ifaceField(sb.Interface)),
+		newElement("ports", "", "", ifaceField(sb.Interface)))
+	if r.host.IsolateSandboxes {
+		for _, p := range src4 {
+			se.shared = append(se.shared, newElement("peers4", "", "", prefixField(p), protoField(false)))
+		}
+		for _, p := range src6 {
+			se.shared = append(se.shared, newElement("peers6", "", "", prefixField(p), protoField(true)))
+		}
+	}
+	return se
+}
+
+// collectShared gathers the sets no sandbox owns: the sandboxes'
+// contributions, the guarded names no sandbox claims, and the bridge
+// table's ports (every claimed or guarded name).
+func (r *Ruleset) collectShared(claimed map[string]string) {
+	r.shared = make([][]element, len(setDefs))
+	seen := map[elementID]bool{}
+	add := func(e element) {
+		if !seen[e.id()] {
+			seen[e.id()] = true
+			r.shared[e.si] = append(r.shared[e.si], e)
+		}
+	}
+	for _, name := range r.names {
+		for _, e := range r.sbs[name].shared {
+			add(e)
+		}
+	}
+	for _, g := range r.host.Guarded {
 		if strings.HasSuffix(g, "*") {
-			rs.guardPatterns = append(rs.guardPatterns, g)
-		} else if _, ok := claimed[g]; !ok {
-			rs.guardNames = append(rs.guardNames, g)
-		}
-	}
-	slices.Sort(rs.guardNames)
-	slices.Sort(rs.guardPatterns)
-}
-
-// notePeers collects every sandbox's sources, and for each sandbox the
-// allow_cidrs entries that lie inside another sandbox's sources.
-func (rs *Ruleset) notePeers() {
-	var all []netip.Prefix
-	for i := range rs.sandboxes {
-		all = append(all, rs.sandboxes[i].Sources...)
-	}
-	rs.peers4, rs.peers6 = splitFamilies(all)
-	for i := range rs.sandboxes {
-		sb := &rs.sandboxes[i]
-		var exact, named []netip.Prefix
-		for _, a := range sb.AllowCIDRs {
-			a = a.Masked()
-			if a.IsSingleIP() {
-				exact = append(exact, a)
-			}
-			if rs.insideOther(i, a) {
-				named = append(named, a)
-			}
-		}
-		sb.exact4, sb.exact6 = splitFamilies(exact)
-		sb.named4, sb.named6 = splitFamilies(named)
-	}
-}
-
-// insideOther reports whether p lies inside a source of a sandbox other
-// than number i.
-func (rs *Ruleset) insideOther(i int, p netip.Prefix) bool {
-	for j := range rs.sandboxes {
-		if j == i {
+			r.patterns = append(r.patterns, g)
 			continue
 		}
-		for _, src := range rs.sandboxes[j].Sources {
-			if src.Bits() <= p.Bits() && src.Contains(p.Addr()) {
-				return true
+		add(newElement("ports", "", "", ifaceField(g)))
+		if _, ok := claimed[g]; !ok {
+			add(newElement("guarded", "", "", ifaceField(g)))
+		}
+	}
+	slices.Sort(r.patterns)
+	r.patterns = slices.Compact(r.patterns)
+}
+
+// elements returns the elements of the set with index si, as the script
+// lists them: shared ones sorted, each sandbox's in sandbox order.
+func (r *Ruleset) elements(si int) []element {
+	if els := r.shared[si]; len(els) > 0 {
+		els = slices.Clone(els)
+		slices.SortFunc(els, func(a, b element) int { return strings.Compare(a.text, b.text) })
+		return els
+	}
+	var out []element
+	for _, name := range r.names {
+		for _, e := range r.sbs[name].elems {
+			if e.si == si {
+				out = append(out, e)
 			}
 		}
 	}
-	return false
+	return out
 }
 
-func newRuleSandbox(sb Sandbox, id string) ruleSandbox {
-	r := ruleSandbox{Sandbox: sb, id: id}
-	r.src4, r.src6 = splitFamilies(sb.Sources)
-	r.allow4, r.allow6 = splitFamilies(sb.AllowCIDRs)
-	r.deny4, r.deny6 = splitFamilies(sb.DenyCIDRs)
-	return r
+func filter(ps []netip.Prefix, keep func(netip.Prefix) bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if keep(p.Masked()) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // splitFamilies masks the prefixes, splits them by family and drops any

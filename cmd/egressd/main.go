@@ -31,6 +31,7 @@ var commands = []command{
 	{"rules", "print the kernel ruleset run would install", rulesCmd},
 	{"cleanup", "remove every kernel rule and route egressd installed", cleanupCmd},
 	{"policy", "show or change a running egressd's sandbox policies (admin API)", policyCmd},
+	{"sandbox", "create, remove and list a running egressd's sandboxes (admin API)", sandboxCmd},
 	{"version", "print egressd's version", versionCmd},
 }
 

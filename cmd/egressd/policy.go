@@ -46,7 +46,7 @@ func policyCmd(args []string) int {
 	if msg != "" {
 		return usageError(fs, msg)
 	}
-	return callAdmin(*socket, req)
+	return callAdmin("policy", *socket, req)
 }
 
 // adminRequest is one admin API call.
@@ -95,19 +95,20 @@ func policyRequest(pos []string, sandbox, file, mode string) (adminRequest, stri
 
 // callAdmin makes req over the socket, prints the answer and returns the
 // exit status.
-func callAdmin(socket string, req adminRequest) int {
+// cmd names the command in messages.
+func callAdmin(cmd, socket string, req adminRequest) int {
 	body, err := req.readBody()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "egressd policy:", err)
+		fmt.Fprintf(os.Stderr, "egressd %s: %v\n", cmd, err)
 		return 1
 	}
 	status, resp, err := adminDo(socket, req.method, req.path, body)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "egressd policy: admin API at %s: %v (is egressd running?)\n", socket, err)
+		fmt.Fprintf(os.Stderr, "egressd %s: admin API at %s: %v (is egressd running?)\n", cmd, socket, err)
 		return 1
 	}
 	if status/100 != 2 {
-		fmt.Fprintf(os.Stderr, "egressd policy: %s (HTTP %d)\n", apiError(resp), status)
+		fmt.Fprintf(os.Stderr, "egressd %s: %s (HTTP %d)\n", cmd, apiError(resp), status)
 		return 1
 	}
 	os.Stdout.Write(resp)

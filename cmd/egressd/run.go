@@ -67,7 +67,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		return err
 	}
 	defer lock.Release()
-	hooks := control.Hooks{Kernel: applyKernel, Links: hostnet.Links, IsLocal: hostnet.IsLocal}
+	hooks := control.Hooks{Kernel: kernelHook(iptables.NewKernel(iptables.Installer{})), Links: hostnet.Links, IsLocal: hostnet.IsLocal}
 	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
 		return err
@@ -142,10 +142,14 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return admin.ListenMetrics(addr)
 }
 
-// applyKernel is the controller's hook into the kernel rules.
-func applyKernel(ctx context.Context, cfg *config.Config, set *policy.Set, guarded []string) error {
-	sbs, ports, host := rulesFor(cfg, set, guarded)
-	return iptables.Apply(ctx, sbs, ports, host)
+// kernelHook is the controller's hook into the kernel rules: the first
+// change loads them in full, the next ones change only the elements of
+// the sandboxes that changed.
+func kernelHook(k *iptables.Kernel) control.Kernel {
+	return func(ctx context.Context, cfg *config.Config, set *policy.Set, guarded []string) error {
+		sbs, ports, host := rulesFor(cfg, set, guarded)
+		return k.Apply(ctx, sbs, ports, host)
+	}
 }
 
 // heartbeat keeps the kernel rules' heartbeat set fresh while egressd

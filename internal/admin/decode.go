@@ -52,6 +52,12 @@ var specKeys = map[string]bool{"mode": true, "allow_domains": true, "allow_cidrs
 // checkKeys checks the keys of data, one JSON object that decoded
 // already: each a key of specKeys, exactly, at most once.
 func checkKeys(data []byte) error {
+	return checkObjectKeys(data, specKeys, "mode, allow_domains, allow_cidrs, deny_cidrs")
+}
+
+// checkObjectKeys checks that each key of the object data is in keys
+// (named, for the message, by list), exactly, at most once.
+func checkObjectKeys(data []byte, keys map[string]bool, list string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.Token() // the object's '{'
 	seen := map[string]bool{}
@@ -61,8 +67,8 @@ func checkKeys(data []byte) error {
 			return bodyError(err)
 		}
 		key, _ := tok.(string)
-		if !specKeys[key] {
-			return fmt.Errorf("unknown field %q; the fields are mode, allow_domains, allow_cidrs, deny_cidrs", key)
+		if !keys[key] {
+			return fmt.Errorf("unknown field %q; the fields are %s", key, list)
 		}
 		if seen[key] {
 			return fmt.Errorf("%s: given more than once", key)

@@ -2,7 +2,9 @@
 // and out. It is a thin shell over control.Controller (policies) and the
 // proxy's flow registry (connections):
 //
-//	GET    /v1/sandboxes                 name, mode, source, live flows
+//	GET    /v1/sandboxes                 name, mode, origin, source, live flows
+//	POST   /v1/sandboxes                 create one (persisted, enforced, then 201)
+//	DELETE /v1/sandboxes/{name}          remove one created through the API
 //	GET    /v1/sandboxes/{name}/policy   the policy in force
 //	PUT    /v1/sandboxes/{name}/policy   replace it (persisted, then applied)
 //	DELETE /v1/sandboxes/{name}/policy   back to the config file's policy
@@ -45,6 +47,8 @@ func NewHandler(ctl *control.Controller, flows Flows, log *zap.Logger) http.Hand
 	h := &handler{ctl: ctl, flows: flows, log: log.Named("admin")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sandboxes", h.listSandboxes)
+	mux.HandleFunc("POST /v1/sandboxes", h.createSandbox)
+	mux.HandleFunc("DELETE /v1/sandboxes/{name}", h.deleteSandbox)
 	mux.HandleFunc("GET /v1/sandboxes/{name}/policy", h.getPolicy)
 	mux.HandleFunc("PUT /v1/sandboxes/{name}/policy", h.putPolicy)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}/policy", h.deletePolicy)

@@ -30,9 +30,9 @@ func TestListSandboxes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []map[string]any{
-		{"name": "open", "mode": "allow-all", "source": "config", "flows": 2.0},
-		{"name": "closed", "mode": "custom", "source": "api", "flows": 0.0},
-		{"name": "picky", "mode": "custom", "source": "config", "flows": 1.0},
+		{"name": "open", "mode": "allow-all", "origin": "config", "source": "config", "flows": 2.0},
+		{"name": "closed", "mode": "custom", "origin": "config", "source": "api", "flows": 0.0},
+		{"name": "picky", "mode": "custom", "origin": "config", "source": "config", "flows": 1.0},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
@@ -231,7 +231,7 @@ func TestMisses(t *testing.T) {
 	}{
 		{"unknown path", "GET", "/v2/sandboxes", 404, "no such endpoint: GET /v2/sandboxes"},
 		{"root", "GET", "/", 404, "no such endpoint: GET /"},
-		{"method", "POST", "/v1/sandboxes", 405, "method POST not allowed on /v1/sandboxes; allowed: GET, HEAD"},
+		{"method", "PATCH", "/v1/sandboxes", 405, "method PATCH not allowed on /v1/sandboxes; allowed: GET, HEAD, POST"},
 		{"method on policy", "PATCH", "/v1/sandboxes/picky/policy", 405, "method PATCH not allowed"},
 	}
 	for _, tc := range tests {

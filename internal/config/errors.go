@@ -24,12 +24,14 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteString(":")
-		b.WriteString(strconv.Itoa(e.Line))
+	if e.File != "" { // an API request has no file
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	switch {
 	case strings.HasPrefix(e.Sandbox, "#"):
 		b.WriteString("sandbox " + e.Sandbox + ": ")

@@ -1,10 +1,12 @@
 // Package control owns egressd's live policy: the config file's sandboxes,
-// the overrides set through the admin API, and pushing every change to the
-// kernel rules, the proxy and the resolver.
+// the sandboxes and policy overrides created through the admin API, and
+// pushing every change to the kernel rules, the proxy and the resolver.
 //
-//	SIGHUP ──► Reload(cfg) ─┐
-//	API PUT ─► SetPolicy ───┼─► build policy.Set off to the side
-//	API DEL ─► ResetPolicy ─┘      │ invalid: refused, old set stays
+//	SIGHUP ──► Reload(cfg) ────┐
+//	API PUT ─► SetPolicy ──────┤
+//	API DEL ─► ResetPolicy ────┼─► build policy.Set off to the side
+//	API POST ► AddSandbox ─────┤      │ invalid: refused, old set stays
+//	API DEL ─► RemoveSandbox ──┘      │
 //	                               ▼
 //	                host check: sandbox interfaces (reload and start only)
 //	                               ▼
@@ -14,7 +16,8 @@
 //	                               ▼
 //	                proxy, resolver: atomic swap; live flows re-judged
 //
-// Writers serialise on one mutex; readers load the current set lock-free.
+// Writers serialise on one mutex; readers (List, Policy, Sandboxes) load
+// an immutable snapshot lock-free, so none waits on a kernel change.
 // At every moment a packet is judged by the old or the new policy: the
 // kernel transaction is atomic and each component swaps in one store.
 package control
@@ -72,17 +75,30 @@ type Component interface {
 // ErrUnknownSandbox is returned for a sandbox name the config does not have.
 var ErrUnknownSandbox = errors.New("unknown sandbox")
 
+// ErrApply marks a change that failed in the kernel or the state
+// directory rather than in validation; the old policy stays everywhere.
+var ErrApply = errors.New("not applied, the old policy stays")
+
 // Controller holds the current policy set. Create it with New.
 type Controller struct {
 	mu        sync.Mutex // serialises writers
 	cfg       *config.Config
 	overrides map[string]policy.Spec
-	guarded   []string // every interface a sandbox ever named, sorted
+	added     apiSandboxes // created through the API
+	guarded   []string     // every interface a sandbox ever named, sorted
 	store     *Store
 	hooks     Hooks
 	comps     []Component
 	log       *zap.Logger
-	set       atomic.Pointer[policy.Set]
+	snap      atomic.Pointer[snapshot]
+}
+
+// snapshot is what readers see: the set in force and, for each sandbox,
+// where it and its policy come from. It is replaced, never changed.
+type snapshot struct {
+	set       *policy.Set
+	overrides map[string]policy.Spec
+	added     apiSandboxes
 }
 
 // New builds the starting set from cfg and the overrides and guarded
@@ -97,18 +113,27 @@ func New(cfg *config.Config, store *Store, hooks Hooks, log *zap.Logger) (*Contr
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, overrides: overrides, guarded: guarded, store: store, hooks: hooks, log: log.Named("control")}
-	set, err := c.build(cfg, overrides)
+	added, err := store.LoadSandboxes(cfg.Host)
 	if err != nil {
-		return nil, fmt.Errorf("control: persisted policy: %w", err)
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, overrides: overrides, added: added, guarded: guarded, store: store, hooks: hooks, log: log.Named("control")}
+	set, err := c.build(cfg, added, overrides)
+	if err != nil {
+		return nil, fmt.Errorf("control: persisted state: %w", err)
 	}
 	for name := range overrides {
-		if _, ok := cfg.Sandboxes.ByName(name); !ok {
+		if _, ok := set.ByName(name); !ok {
 			c.log.Warn("persisted policy for a sandbox not in the config: ignored", zap.String("sandbox", name))
 		}
 	}
-	c.set.Store(set)
+	c.publish(set, overrides, added)
 	return c, nil
+}
+
+// publish makes a new snapshot the readers' view.
+func (c *Controller) publish(set *policy.Set, overrides map[string]policy.Spec, added apiSandboxes) {
+	c.snap.Store(&snapshot{set: set, overrides: overrides, added: added})
 }
 
 // AddComponent registers a component; it receives every new set.
@@ -119,7 +144,7 @@ func (c *Controller) AddComponent(comp Component) {
 }
 
 // Sandboxes returns the current set.
-func (c *Controller) Sandboxes() *policy.Set { return c.set.Load() }
+func (c *Controller) Sandboxes() *policy.Set { return c.snap.Load().set }
 
 // Config returns the config file the current set was built from.
 func (c *Controller) Config() *config.Config {
@@ -133,22 +158,22 @@ func (c *Controller) Config() *config.Config {
 func (c *Controller) Apply(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.prepare(c.cfg); err != nil {
+	if err := c.prepare(c.Sandboxes().All(), c.cfg.Host, true); err != nil {
 		return err
 	}
-	return c.commit(ctx, c.cfg, c.set.Load())
+	return c.commit(ctx, c.cfg, c.Sandboxes())
 }
 
-// prepare checks cfg's sandbox interfaces on this host (warnings logged,
-// a bridge port refused) and persists them as guarded, before cfg may
+// prepare checks sandboxes' interfaces on this host (warnings logged, a
+// bridge port refused) and persists them as guarded, before they may
 // apply. Guarding an interface that then does not apply is harmless.
-func (c *Controller) prepare(cfg *config.Config) error {
+func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) error {
 	if c.hooks.Links != nil {
 		links, err := c.hooks.Links()
 		if err != nil {
 			return fmt.Errorf("control: %w", err)
 		}
-		warnings, err := Inspect(cfg, links)
+		warnings, err := Inspect(sbs, host, links, all)
 		for _, w := range warnings {
 			c.log.Warn(w)
 		}
@@ -156,13 +181,13 @@ func (c *Controller) prepare(cfg *config.Config) error {
 			return err
 		}
 	}
-	return c.guard(cfg)
+	return c.guard(sbs)
 }
 
-// guard adds cfg's sandbox interfaces to the persisted guarded ones.
-func (c *Controller) guard(cfg *config.Config) error {
+// guard adds sandboxes' interfaces to the persisted guarded ones.
+func (c *Controller) guard(sbs []*policy.Sandbox) error {
 	next := slices.Clone(c.guarded)
-	for _, sb := range cfg.Sandboxes.All() {
+	for _, sb := range sbs {
 		if !slices.Contains(next, sb.Interface) {
 			next = append(next, sb.Interface)
 		}
@@ -172,7 +197,7 @@ func (c *Controller) guard(cfg *config.Config) error {
 	}
 	slices.Sort(next)
 	if err := c.store.SaveGuarded(next); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrApply, err)
 	}
 	c.guarded = next
 	return nil
@@ -188,11 +213,11 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	defer c.mu.Unlock()
 	next := *c.cfg
 	next.Path, next.Sandboxes, next.Host = cfg.Path, cfg.Sandboxes, cfg.Host
-	set, err := c.build(&next, c.overrides)
+	set, err := c.build(&next, c.added, c.overrides)
 	if err != nil {
 		return err
 	}
-	if err := c.prepare(&next); err != nil {
+	if err := c.prepare(set.All(), next.Host, true); err != nil {
 		return err
 	}
 	if err := c.commit(ctx, &next, set); err != nil {
@@ -201,6 +226,7 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	c.warnRestartOnly(cfg)
 	c.warnOverrides(&next)
 	c.cfg = &next
+	c.publish(set, c.overrides, c.added)
 	return nil
 }
 
@@ -225,7 +251,7 @@ func (c *Controller) warnOverrides(next *config.Config) {
 func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spec) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.cfg.Sandboxes.ByName(name); !ok {
+	if _, ok := c.Sandboxes().ByName(name); !ok {
 		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
 	}
 	if err := CheckSpec(spec); err != nil {
@@ -244,8 +270,8 @@ func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spe
 func (c *Controller) ResetPolicy(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, inConfig := c.cfg.Sandboxes.ByName(name)
-	if _, overridden := c.overrides[name]; !inConfig && !overridden {
+	_, exists := c.Sandboxes().ByName(name)
+	if _, overridden := c.overrides[name]; !exists && !overridden {
 		return fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
 	}
 	next := cloneOverrides(c.overrides)
@@ -256,7 +282,7 @@ func (c *Controller) ResetPolicy(ctx context.Context, name string) error {
 // switchOverrides validates, persists, then applies next. If applying
 // fails, the previous overrides are written back.
 func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy.Spec) error {
-	set, err := c.build(c.cfg, next)
+	set, err := c.build(c.cfg, c.added, next)
 	if err != nil {
 		return err
 	}
@@ -270,34 +296,52 @@ func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy
 		return err
 	}
 	c.overrides = next
+	c.publish(set, next, c.added)
 	return nil
 }
 
-// commit installs set in the kernel, then swaps it into every component.
-// If the kernel step fails, the running set is installed again: a
-// timeout may have killed nft after its transaction committed.
+// commit installs set in the kernel, then swaps it into every component;
+// the caller publishes it to readers. If the kernel step fails, the
+// running set is installed again: a timeout may have killed nft after its
+// transaction committed.
 func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy.Set) error {
 	if err := c.hooks.Kernel(ctx, cfg, set, c.guarded); err != nil {
-		if old := c.set.Load(); old != set {
+		if old := c.Sandboxes(); old != set {
 			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
 			defer cancel()
 			if rerr := c.hooks.Kernel(rctx, c.cfg, old, c.guarded); rerr != nil {
 				c.log.Error("reinstalling the running policy's kernel rules failed", zap.Error(rerr))
 			}
 		}
-		return fmt.Errorf("control: kernel rules: %w", err)
+		return fmt.Errorf("control: kernel rules: %w: %w", ErrApply, err)
 	}
-	c.set.Store(set)
 	for _, comp := range c.comps {
 		comp.SetSandboxes(set)
 	}
 	return nil
 }
 
-// build compiles cfg's sandboxes with overrides applied.
-func (c *Controller) build(cfg *config.Config, overrides map[string]policy.Spec) (*policy.Set, error) {
+// build compiles cfg's sandboxes and the API's, with overrides applied.
+// A config sandbox and an API one may share neither name nor interface
+// (nor sources: policy.NewSet).
+func (c *Controller) build(cfg *config.Config, added apiSandboxes, overrides map[string]policy.Spec) (*policy.Set, error) {
+	all := cfg.Sandboxes.All()
+	ifaces := make(map[string]string, len(all)+len(added.list))
+	for _, sb := range all {
+		ifaces[sb.Interface] = sb.Name
+	}
+	for _, a := range added.list {
+		if _, dup := cfg.Sandboxes.ByName(a.Name); dup {
+			return nil, fmt.Errorf("sandbox %q created through the API is also in %s: %w", a.Name, cfg.Path, ErrConflict)
+		}
+		if other, dup := ifaces[a.Interface]; dup {
+			return nil, fmt.Errorf("sandbox %q: interface %q already used by sandbox %q: %w", a.Name, a.Interface, other, ErrConflict)
+		}
+		ifaces[a.Interface] = a.Name
+		all = append(all, a)
+	}
 	var sbs []policy.Sandbox
-	for _, sb := range cfg.Sandboxes.All() {
+	for _, sb := range all {
 		next := *sb
 		if spec, ok := overrides[sb.Name]; ok {
 			p, err := policy.Compile(spec)
@@ -310,7 +354,11 @@ func (c *Controller) build(cfg *config.Config, overrides map[string]policy.Spec)
 	}
 	g := cfg.Host.Guard()
 	g.IsLocal = c.hooks.IsLocal
-	return policy.NewSet(sbs, g)
+	set, err := policy.NewSet(sbs, g)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, ErrConflict)
+	}
+	return set, nil
 }
 
 func (c *Controller) warnRestartOnly(cfg *config.Config) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/hostnet"
+	"github.com/egressd/egressd/policy"
 )
 
 // Inspect checks cfg's sandbox interfaces against the host's links, at
@@ -19,13 +20,15 @@ import (
 //     for the port matches;
 //   - an existing interface that host.sandbox_interfaces guards and no
 //     sandbox claims is a warning: it reaches nothing (a typo?).
-func Inspect(cfg *config.Config, links []hostnet.Link) (warnings []string, err error) {
+//
+// With all false (one sandbox added at runtime) the last check is skipped.
+func Inspect(sbs []*policy.Sandbox, host config.Host, links []hostnet.Link, all bool) (warnings []string, err error) {
 	byName := make(map[string]hostnet.Link, len(links))
 	for _, l := range links {
 		byName[l.Name] = l
 	}
 	claimed := map[string]bool{}
-	for _, sb := range cfg.Sandboxes.All() {
+	for _, sb := range sbs {
 		claimed[sb.Interface] = true
 		l, ok := byName[sb.Interface]
 		switch {
@@ -38,9 +41,12 @@ func Inspect(cfg *config.Config, links []hostnet.Link) (warnings []string, err e
 				sb.Name, sb.Interface, kindOf(l), l.Master, l.Master, sb.Interface, l.Master)
 		}
 	}
+	if !all {
+		return warnings, nil
+	}
 	var unclaimed []string
 	for _, l := range links {
-		if !claimed[l.Name] && cfg.Host.Guards(l.Name) {
+		if !claimed[l.Name] && host.Guards(l.Name) {
 			unclaimed = append(unclaimed, l.Name)
 		}
 	}

@@ -28,7 +28,7 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("typo: missing interface, and the real one unclaimed", func(t *testing.T) {
-		warnings, err := Inspect(cfg, []hostnet.Link{{Name: "lo"}, {Name: "veth-sb1"}, {Name: "eth0"}})
+		warnings, err := Inspect(cfg.Sandboxes.All(), cfg.Host, []hostnet.Link{{Name: "lo"}, {Name: "veth-sb1"}, {Name: "eth0"}}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,14 +47,14 @@ func TestInspect(t *testing.T) {
 	})
 	t.Run("bridge port refused", func(t *testing.T) {
 		links := []hostnet.Link{{Name: "veth-sbl", Master: "br-eg", MasterKind: "bridge"}, {Name: "br-eg"}}
-		_, err := Inspect(cfg, links)
+		_, err := Inspect(cfg.Sandboxes.All(), cfg.Host, links, true)
 		if err == nil || !strings.Contains(err.Error(), `interface "veth-sbl" is a port of bridge "br-eg"`) ||
 			!strings.Contains(err.Error(), `use "br-eg" as interface`) {
 			t.Fatalf("err = %v, want the bridge named and the fix", err)
 		}
 	})
 	t.Run("all well", func(t *testing.T) {
-		warnings, err := Inspect(cfg, []hostnet.Link{{Name: "veth-sbl"}})
+		warnings, err := Inspect(cfg.Sandboxes.All(), cfg.Host, []hostnet.Link{{Name: "veth-sbl"}}, true)
 		if err != nil || len(warnings) != 0 {
 			t.Fatalf("warnings %q, err %v", warnings, err)
 		}

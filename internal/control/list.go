@@ -6,22 +6,26 @@ import (
 	"github.com/egressd/egressd/policy"
 )
 
-// SandboxInfo is one sandbox's current policy and where it comes from.
+// SandboxInfo is one sandbox's current policy and where it and its
+// policy come from.
 type SandboxInfo struct {
-	Name   string
-	Source Source
-	Spec   policy.Spec // normalised, as compiled; lists never nil
+	Name      string
+	Interface string
+	Sources   []string
+	Origin    Origin      // where the sandbox comes from
+	Source    Source      // where its policy comes from
+	Spec      policy.Spec // normalised, as compiled; lists never nil
 }
 
-// List returns every sandbox of the current set, in config order. The set
-// and the sources are read under the writers' lock, so they agree.
+// List returns every sandbox of the current set: the config file's in
+// file order, then the API's in creation order. It reads one snapshot
+// without locking, so it never waits on a change in progress.
 func (c *Controller) List() []SandboxInfo {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	all := c.set.Load().All()
+	snap := c.snap.Load()
+	all := snap.set.All()
 	out := make([]SandboxInfo, len(all))
 	for i, sb := range all {
-		out[i] = c.info(sb)
+		out[i] = snap.info(sb)
 	}
 	return out
 }
@@ -29,22 +33,29 @@ func (c *Controller) List() []SandboxInfo {
 // Policy returns the named sandbox's current policy, or an error wrapping
 // ErrUnknownSandbox.
 func (c *Controller) Policy(name string) (SandboxInfo, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	sb, ok := c.set.Load().ByName(name)
+	snap := c.snap.Load()
+	sb, ok := snap.set.ByName(name)
 	if !ok {
 		return SandboxInfo{}, fmt.Errorf("sandbox %q: %w", name, ErrUnknownSandbox)
 	}
-	return c.info(sb), nil
+	return snap.info(sb), nil
 }
 
-// info describes sb; c.mu is held.
-func (c *Controller) info(sb *policy.Sandbox) SandboxInfo {
-	src := SourceConfig
-	if _, ok := c.overrides[sb.Name]; ok {
+// info describes sb. A sandbox created through the API has its policy
+// from the API too.
+func (s *snapshot) info(sb *policy.Sandbox) SandboxInfo {
+	origin, src := OriginConfig, SourceConfig
+	if s.added.has(sb.Name) {
+		origin, src = OriginAPI, SourceAPI
+	}
+	if _, ok := s.overrides[sb.Name]; ok {
 		src = SourceAPI
 	}
-	return SandboxInfo{Name: sb.Name, Source: src, Spec: sb.Policy.Spec()}
+	srcs := make([]string, len(sb.Sources))
+	for i, p := range sb.Sources {
+		srcs[i] = p.String()
+	}
+	return SandboxInfo{Name: sb.Name, Interface: sb.Interface, Sources: srcs, Origin: origin, Source: src, Spec: sb.Policy.Spec()}
 }
 
 // CheckSpec validates spec as SetPolicy will: the same rules as a

@@ -53,8 +53,10 @@ func TestList(t *testing.T) {
 	}
 	empty := []string{}
 	want := []SandboxInfo{
-		{Name: "a", Source: SourceAPI, Spec: policy.Spec{Mode: policy.ModeDenyAll, AllowDomains: empty, AllowCIDRs: empty, DenyCIDRs: empty}},
-		{Name: "b", Source: SourceConfig, Spec: policy.Spec{Mode: policy.ModeCustom, AllowDomains: []string{"b.test"}, AllowCIDRs: empty, DenyCIDRs: empty}},
+		{Name: "a", Interface: "veth-a", Sources: []string{"10.1.0.2/32"}, Origin: OriginConfig, Source: SourceAPI,
+			Spec: policy.Spec{Mode: policy.ModeDenyAll, AllowDomains: empty, AllowCIDRs: empty, DenyCIDRs: empty}},
+		{Name: "b", Interface: "veth-b", Sources: []string{"10.2.0.2/32"}, Origin: OriginConfig, Source: SourceConfig,
+			Spec: policy.Spec{Mode: policy.ModeCustom, AllowDomains: []string{"b.test"}, AllowCIDRs: empty, DenyCIDRs: empty}},
 	}
 	if got := c.List(); !reflect.DeepEqual(got, want) {
 		t.Errorf("List = %+v\nwant %+v", got, want)

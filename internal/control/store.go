@@ -9,13 +9,15 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/policy"
 )
 
 // Files inside state.dir.
 const (
-	stateFile   = "policies.json" // the admin API's overrides
-	guardedFile = "guarded.json"  // every interface a sandbox ever named
+	stateFile   = "policies.json"  // the admin API's overrides
+	guardedFile = "guarded.json"   // every interface a sandbox ever named
+	sandboxFile = "sandboxes.json" // sandboxes created through the API
 )
 
 // Store persists policy overrides in a directory, atomically: a crash
@@ -95,6 +97,53 @@ func (s *Store) ForgetGuarded() error {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil
+}
+
+// LoadSandboxes returns the sandboxes created through the API, checked
+// again with the config file's rules (host: its [host] section). A file
+// that cannot be read, parsed or checked is an error: starting without a
+// sandbox would leave its interface to the guard alone, and starting with
+// a changed one would apply a policy nobody set.
+func (s *Store) LoadSandboxes(host config.Host) (apiSandboxes, error) {
+	out := apiSandboxes{inputs: map[string]config.SandboxInput{}}
+	path := filepath.Join(s.dir, sandboxFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return out, fmt.Errorf("state: %w", err)
+	}
+	var list []config.SandboxInput
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&list); err != nil {
+		return out, fmt.Errorf("state: %s: %w", path, err)
+	}
+	for _, in := range list {
+		sb, err := config.CheckSandbox(in, host)
+		if err == nil {
+			err = CheckSpec(in.Policy)
+		}
+		if err != nil {
+			return out, fmt.Errorf("state: %s: %w", path, err)
+		}
+		if out.has(in.Name) {
+			return out, fmt.Errorf("state: %s: sandbox %q listed twice", path, in.Name)
+		}
+		out = out.with(&sb, in)
+	}
+	return out, nil
+}
+
+// SaveSandboxes persists the sandboxes created through the API, in
+// creation order, atomically.
+func (s *Store) SaveSandboxes(a apiSandboxes) error {
+	list := make([]config.SandboxInput, 0, len(a.list))
+	for _, sb := range a.list {
+		list = append(list, a.inputs[sb.Name])
+	}
+	return s.write(sandboxFile, list)
 }
 
 // Save persists overrides, atomically.

@@ -133,12 +133,16 @@ func (b *bindings) bound(sandbox, name string, a netip.Addr, now time.Time) bool
 
 // prune drops every sandbox keep rejects outright and, for the others,
 // every pair keep rejects. It returns how many pairs it dropped.
+// A nil pairOK with ok keeps all of that sandbox's bindings.
 func (b *bindings) prune(keep func(sandbox string) (pairOK func(bindKey) bool, ok bool)) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := 0
 	for name, sb := range b.sbs {
 		pairOK, ok := keep(name)
+		if ok && pairOK == nil { // nothing to judge again
+			continue
+		}
 		sb.mu.Lock()
 		if !ok {
 			n += sb.lru.Len()

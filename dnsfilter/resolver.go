@@ -3,6 +3,7 @@ package dnsfilter
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,7 +98,7 @@ func (r *Resolver) Bound(sandbox, name string, a netip.Addr) bool {
 func (r *Resolver) SetSandboxes(set *policy.Set) {
 	r.swapMu.Lock()
 	defer r.swapMu.Unlock()
-	r.sandboxes.Store(set)
+	old := r.sandboxes.Swap(set)
 	if r.fast != nil {
 		r.fast.reset()
 	}
@@ -106,19 +107,15 @@ func (r *Resolver) SetSandboxes(set *policy.Set) {
 		if !ok {
 			return nil, false
 		}
+		if unchanged(old, set, sb) {
+			return nil, true
+		}
 		return func(k bindKey) bool {
 			d := decide(sb.Policy, k.name)
 			return d.Allowed() && newGuard(set, sb, d, r.opts.BlockPrivateAnswers).keep(k.addr)
 		}, true
 	})
-	uncached := r.cache.removeNames(func(name string) bool {
-		for _, sb := range set.All() {
-			if decide(sb.Policy, name).Allowed() {
-				return false
-			}
-		}
-		return true
-	})
+	uncached := r.cache.removeNames(func(name string) bool { return !set.AnyAllows(name) })
 	r.log.Info("sandboxes swapped", zap.Int("bindings_dropped", dropped), zap.Int("answers_uncached", uncached))
 }
 
@@ -152,4 +149,16 @@ func (r *Resolver) Stats() Stats {
 		BindingEvictions: r.binds.evicted.Load(),
 		CachedAnswers:    r.cache.len(),
 	}
+}
+
+// unchanged reports whether sb was in old with the same policy, sources
+// and guard: its bindings were judged already. (The proxy judges a bound
+// address again when it dials it.)
+func unchanged(old, set *policy.Set, sb *policy.Sandbox) bool {
+	if old == nil {
+		return false
+	}
+	o, ok := old.ByName(sb.Name)
+	return ok && o.Policy == sb.Policy && slices.Equal(o.Sources, sb.Sources) &&
+		old.Guard().ProtectHost == set.Guard().ProtectHost && old.Guard().IsolateSandboxes == set.Guard().IsolateSandboxes
 }

@@ -84,8 +84,9 @@ type Controller struct {
 	mu        sync.Mutex // serialises writers
 	cfg       *config.Config
 	overrides map[string]policy.Spec
-	added     apiSandboxes // created through the API
-	guarded   []string     // every interface a sandbox ever named, sorted
+	added     apiSandboxes            // created through the API
+	guarded   []string                // every interface a sandbox ever named, sorted
+	compiled  map[string]compiledSpec // overrides compiled, by sandbox
 	store     *Store
 	hooks     Hooks
 	comps     []Component
@@ -344,13 +345,20 @@ func (c *Controller) build(cfg *config.Config, added apiSandboxes, overrides map
 	for _, sb := range all {
 		next := *sb
 		if spec, ok := overrides[sb.Name]; ok {
-			p, err := policy.Compile(spec)
+			p, err := c.compile(sb.Name, spec)
 			if err != nil {
 				return nil, fmt.Errorf("sandbox %q: %w", sb.Name, err)
 			}
 			next.Policy = p
 		}
 		sbs = append(sbs, next)
+	}
+	if len(c.compiled) > 2*len(overrides)+16 { // forget removed sandboxes'
+		for name := range c.compiled {
+			if _, ok := overrides[name]; !ok {
+				delete(c.compiled, name)
+			}
+		}
 	}
 	g := cfg.Host.Guard()
 	g.IsLocal = c.hooks.IsLocal
@@ -359,6 +367,29 @@ func (c *Controller) build(cfg *config.Config, added apiSandboxes, overrides map
 		return nil, fmt.Errorf("%w: %w", err, ErrConflict)
 	}
 	return set, nil
+}
+
+// compile compiles an override, reusing the policy compiled for the
+// same spec last time: an unchanged sandbox keeps its *policy.Policy, so
+// the components see that nothing changed for it.
+func (c *Controller) compile(name string, spec policy.Spec) (*policy.Policy, error) {
+	if cp, ok := c.compiled[name]; ok && reflect.DeepEqual(cp.spec, spec) {
+		return cp.pol, nil
+	}
+	p, err := policy.Compile(spec)
+	if err != nil {
+		return nil, err
+	}
+	if c.compiled == nil {
+		c.compiled = map[string]compiledSpec{}
+	}
+	c.compiled[name] = compiledSpec{spec: spec, pol: p}
+	return p, nil
+}
+
+type compiledSpec struct {
+	spec policy.Spec
+	pol  *policy.Policy
 }
 
 func (c *Controller) warnRestartOnly(cfg *config.Config) {

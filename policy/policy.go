@@ -147,6 +147,10 @@ func (p *Policy) Spec() Spec {
 	}
 }
 
+// CIDRs returns allow_cidrs and deny_cidrs as compiled, in config order.
+// The slices are shared: the caller must not modify them.
+func (p *Policy) CIDRs() (allow, deny []netip.Prefix) { return p.allow.list, p.deny.list }
+
 // DecideAddr judges a raw destination address, in this order: deny_cidrs,
 // mode allow-all, mode deny-all, allow_cidrs. In custom mode an address that
 // matches no CIDR rule yields a deny whose NeedsName reports true: the name

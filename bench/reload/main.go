@@ -36,6 +36,7 @@ type options struct {
 	interval time.Duration
 	size     int64
 	settle   time.Duration
+	ops      int // > 0: the scale benchmark's measure (opsRun) instead
 }
 
 func main() {
@@ -54,12 +55,17 @@ func main() {
 	flag.DurationVar(&o.interval, "interval", 100*time.Millisecond, "time between two policy changes")
 	flag.Int64Var(&o.size, "size", 16384, "response body bytes per request")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "idle time before the last sample")
+	flag.IntVar(&o.ops, "ops", 0, "scale measure: time this many POST, PUT and DELETE of a sandbox, then a SIGHUP with config-a, under load")
 	flag.Parse()
-	if o.pid == 0 || o.socket == "" || o.config == "" || o.configA == "" || o.configB == "" || o.ca == "" {
+	if o.pid == 0 || o.socket == "" || o.config == "" || o.configA == "" || (o.configB == "" && o.ops == 0) || o.ca == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
 	adminSocket = o.socket
+	run := run
+	if o.ops > 0 {
+		run = opsRun
+	}
 	ok, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reload:", err)

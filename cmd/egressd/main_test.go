@@ -58,7 +58,8 @@ type cliCase struct {
 	code    int
 	wantOut string
 	errHas  []string
-	noOut   bool // stdout must be empty
+	outHas  []string // stdout must contain each
+	noOut   bool     // stdout must be empty
 }
 
 func runCases(t *testing.T, cases []cliCase) {
@@ -73,6 +74,11 @@ func runCases(t *testing.T, cases []cliCase) {
 			}
 			if tc.noOut && r.stdout != "" {
 				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+			for _, s := range tc.outHas {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("stdout %q does not contain %q", r.stdout, s)
+				}
 			}
 			for _, s := range tc.errHas {
 				if !strings.Contains(r.stderr, s) {

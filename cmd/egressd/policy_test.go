@@ -49,9 +49,9 @@ func TestPolicy(t *testing.T) {
 	p := func(args ...string) []string { return append([]string{"policy", "-socket", sock}, args...) }
 	runCases(t, []cliCase{
 		{name: "list", args: p("list"), errHas: nil,
-			wantOut: "[\n  {\n    \"name\": \"sb1\",\n    \"mode\": \"custom\",\n    \"source\": \"config\",\n    \"flows\": 0\n  },\n" +
-				"  {\n    \"name\": \"sb2\",\n    \"mode\": \"deny-all\",\n    \"source\": \"config\",\n    \"flows\": 0\n  },\n" +
-				"  {\n    \"name\": \"sb3\",\n    \"mode\": \"allow-all\",\n    \"source\": \"config\",\n    \"flows\": 0\n  }\n]\n"},
+			wantOut: "[\n  {\n    \"name\": \"sb1\",\n    \"mode\": \"custom\",\n    \"origin\": \"config\",\n    \"source\": \"config\",\n    \"flows\": 0\n  },\n" +
+				"  {\n    \"name\": \"sb2\",\n    \"mode\": \"deny-all\",\n    \"origin\": \"config\",\n    \"source\": \"config\",\n    \"flows\": 0\n  },\n" +
+				"  {\n    \"name\": \"sb3\",\n    \"mode\": \"allow-all\",\n    \"origin\": \"config\",\n    \"source\": \"config\",\n    \"flows\": 0\n  }\n]\n"},
 		{name: "get", args: p("get", "-sandbox", "sb2"),
 			wantOut: "{\n  \"mode\": \"deny-all\",\n  \"allow_domains\": [],\n  \"allow_cidrs\": [],\n  \"deny_cidrs\": []\n}\n"},
 		{name: "set -f", args: p("set", "-sandbox", "sb3", "-f", lock),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 
@@ -85,14 +84,14 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables.Sandbox, iptables.Ports, iptables.Host) {
 	var sbs []iptables.Sandbox
 	for _, sb := range set.All() {
-		spec := sb.Policy.Spec()
+		allow, deny := sb.Policy.CIDRs()
 		sbs = append(sbs, iptables.Sandbox{
 			Name:       sb.Name,
 			Interface:  sb.Interface,
 			Sources:    sb.Sources,
-			Mode:       iptables.Mode(spec.Mode),
-			AllowCIDRs: prefixes(spec.AllowCIDRs),
-			DenyCIDRs:  prefixes(spec.DenyCIDRs),
+			Mode:       iptables.Mode(sb.Policy.Mode()),
+			AllowCIDRs: allow,
+			DenyCIDRs:  deny,
 		})
 	}
 	host := iptables.Host{
@@ -101,17 +100,4 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 		IsolateSandboxes: cfg.Host.IsolateSandboxes,
 	}
 	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}, host
-}
-
-// prefixes parses lists that policy.Compile already normalised.
-func prefixes(list []string) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		p, err := policy.ParsePrefix(s)
-		if err != nil {
-			panic(fmt.Sprintf("compiled policy holds invalid prefix %q: %v", s, err))
-		}
-		out = append(out, p)
-	}
-	return out
 }

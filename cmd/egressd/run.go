@@ -67,7 +67,8 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		return err
 	}
 	defer lock.Release()
-	hooks := control.Hooks{Kernel: kernelHook(iptables.NewKernel(iptables.Installer{})), Links: hostnet.Links, IsLocal: hostnet.IsLocal}
+	hooks := control.Hooks{Kernel: kernelHook(iptables.NewKernel(iptables.Installer{})),
+		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal}
 	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/gaissmai/bart"
+
 	"github.com/egressd/egressd/policy"
 )
 
@@ -189,7 +191,7 @@ func checkInterface(s string) string {
 type uniqueness struct {
 	names   map[string]int
 	ifaces  map[string]int
-	sources []heldSource
+	sources bart.Table[heldSource] // every source so far, to find overlaps in O(log n)
 }
 
 type heldSource struct {
@@ -216,15 +218,30 @@ func (v *validator) unique(u *uniqueness, i int, f *fileSandbox, fs []fileSandbo
 		if err != nil {
 			continue // reported by sources
 		}
-		for _, h := range u.sources {
-			if h.sandbox != i && h.prefix.Overlaps(p) {
-				v.sbElemBad(i, f, "sources", k, s, fmt.Errorf("overlaps sources[%d] %q of sandbox %s",
-					h.index, h.value, quoteLabel(h.sandbox, fs[h.sandbox].Name)))
-				break
-			}
+		if h, ok := u.overlap(i, p); ok {
+			v.sbElemBad(i, f, "sources", k, s, fmt.Errorf("overlaps sources[%d] %q of sandbox %s",
+				h.index, h.value, quoteLabel(h.sandbox, fs[h.sandbox].Name)))
 		}
-		u.sources = append(u.sources, heldSource{sandbox: i, index: k, value: s, prefix: p})
+		if _, dup := u.sources.Get(p); !dup {
+			u.sources.Insert(p, heldSource{sandbox: i, index: k, value: s, prefix: p})
+		}
 	}
+}
+
+// overlap finds a source of another sandbox than i that shares addresses
+// with p: one that contains p or lies inside it.
+func (u *uniqueness) overlap(i int, p netip.Prefix) (heldSource, bool) {
+	for _, h := range u.sources.Supernets(p) {
+		if h.sandbox != i {
+			return h, true
+		}
+	}
+	for _, h := range u.sources.Subnets(p) {
+		if h.sandbox != i {
+			return h, true
+		}
+	}
+	return heldSource{}, false
 }
 
 // atLine is " at line N" for path in sandbox sb, or "" when unknown.

@@ -63,6 +63,9 @@ type Hooks struct {
 	// Links lists the host's interfaces, to check the sandboxes' before a
 	// config applies (see Inspect); nil skips the check.
 	Links func() ([]hostnet.Link, error)
+	// Link finds one interface, to check a sandbox created at runtime;
+	// nil skips the check.
+	Link func(name string) (hostnet.Link, bool, error)
 	// IsLocal tells the host's own addresses (policy.Guard.IsLocal).
 	IsLocal func(netip.Addr) bool
 }
@@ -169,11 +172,9 @@ func (c *Controller) Apply(ctx context.Context) error {
 // bridge port refused) and persists them as guarded, before they may
 // apply. Guarding an interface that then does not apply is harmless.
 func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) error {
-	if c.hooks.Links != nil {
-		links, err := c.hooks.Links()
-		if err != nil {
-			return fmt.Errorf("control: %w", err)
-		}
+	if links, ok, err := c.links(sbs, all); err != nil {
+		return fmt.Errorf("control: %w", err)
+	} else if ok {
 		warnings, err := Inspect(sbs, host, links, all)
 		for _, w := range warnings {
 			c.log.Warn(w)
@@ -183,6 +184,32 @@ func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) 
 		}
 	}
 	return c.guard(sbs)
+}
+
+// links are the host's interfaces (all), or those of sbs; false when the
+// hooks cannot tell.
+func (c *Controller) links(sbs []*policy.Sandbox, all bool) ([]hostnet.Link, bool, error) {
+	if all {
+		if c.hooks.Links == nil {
+			return nil, false, nil
+		}
+		links, err := c.hooks.Links()
+		return links, true, err
+	}
+	if c.hooks.Link == nil {
+		return nil, false, nil
+	}
+	var links []hostnet.Link
+	for _, sb := range sbs {
+		l, ok, err := c.hooks.Link(sb.Interface)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			links = append(links, l)
+		}
+	}
+	return links, true, nil
 }
 
 // guard adds sandboxes' interfaces to the persisted guarded ones.

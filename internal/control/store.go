@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/policy"
@@ -23,7 +24,9 @@ const (
 // Store persists policy overrides in a directory, atomically: a crash
 // leaves either the old file or the new one, never a mix.
 type Store struct {
-	dir string
+	dir     string
+	mu      sync.Mutex
+	written map[string][]byte // what each file holds, as this Store last wrote it
 }
 
 // NewStore returns a store in dir (created on first Save).
@@ -92,6 +95,9 @@ func (s *Store) SaveGuarded(ifaces []string) error {
 // ForgetGuarded removes the guarded interfaces' file: egressd cleanup
 // un-guards them.
 func (s *Store) ForgetGuarded() error {
+	s.mu.Lock()
+	delete(s.written, guardedFile)
+	s.mu.Unlock()
 	err := os.Remove(filepath.Join(s.dir, guardedFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("state: %w", err)
@@ -152,21 +158,29 @@ func (s *Store) Save(overrides map[string]policy.Spec) error {
 }
 
 // write stores v as JSON in the file name: temp file, fsync, rename,
-// fsync of the directory.
+// fsync of the directory. A file this Store wrote with the same content
+// is left alone: each change costs only the files it changes.
 func (s *Store) write(name string, v any) error {
-	if err := s.makeDir(); err != nil {
-		return err
-	}
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
+	}
+	data = append(data, '\n')
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.written[name]; ok && bytes.Equal(prev, data) {
+		return nil
+	}
+	delete(s.written, name) // unknown until the write succeeds
+	if err := s.makeDir(); err != nil {
+		return err
 	}
 	tmp, err := os.CreateTemp(s.dir, name+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("state: write %s: %w", tmp.Name(), err)
 	}
@@ -180,7 +194,14 @@ func (s *Store) write(name string, v any) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, name)); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	return syncDir(s.dir)
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	if s.written == nil {
+		s.written = map[string][]byte{}
+	}
+	s.written[name] = data
+	return nil
 }
 
 // makeDir creates the state directory on first use and syncs its parent,

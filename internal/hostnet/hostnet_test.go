@@ -86,6 +86,18 @@ func TestLinksMaster(t *testing.T) {
 	if _, ok := got["lo"]; !ok {
 		t.Errorf("no lo in %v", links)
 	}
+	netnstest.Do(ns, func() error {
+		if l, ok, err := LinkByName("veth-a"); err != nil || !ok || l.Master != "br-t" || l.MasterKind != "bridge" {
+			t.Errorf("LinkByName(veth-a) = %+v, %v, %v; want a port of bridge br-t", l, ok, err)
+		}
+		if l, ok, err := LinkByName("veth-b"); err != nil || !ok || l.Master != "" || l.Index == 0 {
+			t.Errorf("LinkByName(veth-b) = %+v, %v, %v", l, ok, err)
+		}
+		if _, ok, err := LinkByName("nope0"); err != nil || ok {
+			t.Errorf("LinkByName(nope0) = %v, %v; want not found", ok, err)
+		}
+		return nil
+	})
 }
 
 // BenchmarkIsLocal is the price of protect_host per raw or pinned dial

@@ -1,6 +1,7 @@
 package hostnet
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"unsafe"
@@ -33,30 +34,16 @@ func Links() ([]Link, error) {
 	}
 	var all []raw
 	byIndex := map[int]int{}
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
+	for i := range msgs {
+		if msgs[i].Header.Type != unix.RTM_NEWLINK {
 			continue
 		}
-		info := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
-		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+		l, master, kind, err := parseLink(&msgs[i])
 		if err != nil {
-			return nil, fmt.Errorf("hostnet: link attributes: %w", err)
+			return nil, err
 		}
-		r := raw{Link: Link{Index: int(info.Index)}}
-		for _, a := range attrs {
-			switch a.Attr.Type {
-			case unix.IFLA_IFNAME:
-				r.Name = cString(a.Value)
-			case unix.IFLA_MASTER:
-				if len(a.Value) >= 4 {
-					r.master = int(*(*uint32)(unsafe.Pointer(&a.Value[0])))
-				}
-			case unix.IFLA_LINKINFO:
-				r.kind = linkKind(a.Value)
-			}
-		}
-		byIndex[r.Index] = len(all)
-		all = append(all, r)
+		byIndex[l.Index] = len(all)
+		all = append(all, raw{Link: l, master: master, kind: kind})
 	}
 	out := make([]Link, len(all))
 	for i, r := range all {
@@ -91,4 +78,103 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// LinkByName returns the interface called name, and false when there is
+// none, asking the kernel for that one interface (and its master) rather
+// than listing them all.
+func LinkByName(name string) (Link, bool, error) {
+	l, master, _, err := getLink(name, 0)
+	if errors.Is(err, unix.ENODEV) {
+		return Link{}, false, nil
+	}
+	if err != nil {
+		return Link{}, false, err
+	}
+	if master != 0 {
+		m, _, mkind, err := getLink("", master)
+		if err != nil {
+			return Link{}, false, err
+		}
+		l.Master, l.MasterKind = m.Name, mkind
+	}
+	return l, true, nil
+}
+
+// getLink asks for one link by name or index (RTM_GETLINK) and returns
+// it, its master's index and its kind.
+func getLink(name string, index int) (Link, int, string, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return Link{}, 0, "", fmt.Errorf("hostnet: netlink socket: %w", err)
+	}
+	defer unix.Close(fd)
+	attrLen := 0
+	if name != "" {
+		attrLen = unix.SizeofRtAttr + len(name) + 1
+	}
+	size := unix.SizeofNlMsghdr + unix.SizeofIfInfomsg + rtaAlign(attrLen)
+	b := make([]byte, size)
+	*(*unix.NlMsghdr)(unsafe.Pointer(&b[0])) = unix.NlMsghdr{Len: uint32(size), Type: unix.RTM_GETLINK, Flags: unix.NLM_F_REQUEST, Seq: seq}
+	*(*unix.IfInfomsg)(unsafe.Pointer(&b[unix.SizeofNlMsghdr])) = unix.IfInfomsg{Family: unix.AF_UNSPEC, Index: int32(index)}
+	if name != "" {
+		at := b[unix.SizeofNlMsghdr+unix.SizeofIfInfomsg:]
+		*(*uint16)(unsafe.Pointer(&at[0])) = uint16(attrLen)
+		*(*uint16)(unsafe.Pointer(&at[2])) = unix.IFLA_IFNAME
+		copy(at[unix.SizeofRtAttr:], name)
+	}
+	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return Link{}, 0, "", fmt.Errorf("hostnet: link request: %w", err)
+	}
+	buf := make([]byte, 16384)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return Link{}, 0, "", fmt.Errorf("hostnet: link answer: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return Link{}, 0, "", fmt.Errorf("hostnet: link answer: %w", err)
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
+		case unix.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if code := int32(*(*uint32)(unsafe.Pointer(&m.Data[0]))); code != 0 {
+					return Link{}, 0, "", unix.Errno(-code)
+				}
+			}
+		case unix.RTM_NEWLINK:
+			l, master, kind, err := parseLink(&m)
+			return l, master, kind, err
+		}
+	}
+	return Link{}, 0, "", errors.New("hostnet: no link in the answer")
+}
+
+// parseLink reads one RTM_NEWLINK message.
+func parseLink(m *syscall.NetlinkMessage) (Link, int, string, error) {
+	if len(m.Data) < unix.SizeofIfInfomsg {
+		return Link{}, 0, "", errors.New("hostnet: short link message")
+	}
+	info := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
+	attrs, err := syscall.ParseNetlinkRouteAttr(m)
+	if err != nil {
+		return Link{}, 0, "", fmt.Errorf("hostnet: link attributes: %w", err)
+	}
+	l := Link{Index: int(info.Index)}
+	var master int
+	var kind string
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case unix.IFLA_IFNAME:
+			l.Name = cString(a.Value)
+		case unix.IFLA_MASTER:
+			if len(a.Value) >= 4 {
+				master = int(*(*uint32)(unsafe.Pointer(&a.Value[0])))
+			}
+		case unix.IFLA_LINKINFO:
+			kind = linkKind(a.Value)
+		}
+	}
+	return l, master, kind, nil
 }

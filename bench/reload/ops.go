@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// opsRun is the scale benchmark's measure (bench/scale): under the
+// clients' load, o.ops sandboxes are created (POST), their policies
+// replaced (PUT) and removed (DELETE), one call at a time, each timed from
+// request to answer (the answer comes once the kernel, the proxy and the
+// resolver enforce the change); then one SIGHUP with one sandbox edited
+// (config A), timed until the admin API shows the edit. It prints one line
+// of figures and reports whether no request and no call failed.
+func opsRun(o options) (bool, error) {
+	l, err := newLoad(o)
+	if err != nil {
+		return false, err
+	}
+	a, err := os.ReadFile(o.configA)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); l.run(ctx) }()
+	time.Sleep(time.Second) // clients warmed up
+	var post, put, del []time.Duration
+	var failed []string
+	for i := range o.ops {
+		name := fmt.Sprintf("scale-op-%d", i)
+		src := fmt.Sprintf("10.254.%d.%d", i/250, i%250+1)
+		body := fmt.Sprintf(`{"name":%q,"interface":"vop%d","sources":[%q],"policy":{"mode":"custom","allow_domains":["a.test","*.b.test"]}}`, name, i, src)
+		for _, step := range []struct {
+			times        *[]time.Duration
+			method, path string
+			body         string
+		}{
+			{&post, "POST", "/v1/sandboxes", body},
+			{&put, "PUT", "/v1/sandboxes/" + name + "/policy", `{"mode":"custom","allow_domains":["c.test"],"allow_cidrs":["203.0.113.9/32"]}`},
+			{&del, "DELETE", "/v1/sandboxes/" + name, ""},
+		} {
+			t0 := time.Now()
+			if err := adminCall(step.method, step.path, step.body); err != nil {
+				failed = append(failed, err.Error())
+				continue
+			}
+			*step.times = append(*step.times, time.Since(t0))
+		}
+	}
+	var hup time.Duration
+	if o.sandbox != "" {
+		if hup, err = timeSIGHUP(o, a); err != nil {
+			failed = append(failed, "SIGHUP: "+err.Error())
+		}
+	}
+	cancel()
+	wg.Wait()
+	l.closeIdle()
+	s, err := sample(o)
+	if err != nil {
+		return false, err
+	}
+	lc := l.snapshot()
+	fmt.Printf("POST p50 %s p95 %s | PUT p50 %s p95 %s | DELETE p50 %s p95 %s | SIGHUP %s | requests %d ok %d failed | RSS %.1f MiB\n",
+		pct(post, 50), pct(post, 95), pct(put, 50), pct(put, 95), pct(del, 50), pct(del, 95), ms(hup),
+		lc.ok, lc.failed, kib(s.rssKB))
+	for _, f := range failed[:min(len(failed), 5)] {
+		fmt.Println("  failed call:", f)
+	}
+	for e, n := range l.errs {
+		fmt.Printf("  request error x%d: %s\n", n, e)
+	}
+	return lc.failed == 0 && len(failed) == 0 && lc.ok > 0, nil
+}
+
+// timeSIGHUP installs config cfg, signals egressd and waits until the
+// admin API shows the policy of o.sandbox that cfg gives it (mode
+// deny-all).
+func timeSIGHUP(o options, cfg []byte) (time.Duration, error) {
+	tmp := filepath.Join(filepath.Dir(o.config), ".scale.tmp")
+	if err := os.WriteFile(tmp, cfg, 0o644); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, o.config); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := syscall.Kill(o.pid, syscall.SIGHUP); err != nil {
+		return 0, err
+	}
+	for time.Since(t0) < 30*time.Second {
+		var spec struct{ Mode string }
+		if err := adminJSON("GET", "/v1/sandboxes/"+o.sandbox+"/policy", "", &spec); err == nil && spec.Mode == "deny-all" {
+			return time.Since(t0), nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s not deny-all 30 s after SIGHUP", o.sandbox)
+}
+
+// adminCall makes one admin API call and wants a 2xx answer.
+func adminCall(method, path, body string) error {
+	req, err := http.NewRequest(method, "http://egressd"+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	res, err := admin.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, res.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// pct is the p-th percentile of ds, in milliseconds.
+func pct(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return ms(s[min(len(s)-1, len(s)*p/100)])
+}

@@ -110,8 +110,10 @@ func (w chainWriter) protectHost() {
 // isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
 func (w chainWriter) isolate() {
 	w.section("isolate_sandboxes: not to other sandboxes")
-	w.rule("ip daddr . meta nfproto @peers4 ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
-	w.rule("ip6 daddr . meta nfproto @peers6 ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
+	w.rule("ip daddr @peers4 ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
+	w.rule("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
+	w.rule("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
+	w.rule("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.

@@ -22,11 +22,15 @@ type field struct {
 	iface  string
 	prefix netip.Prefix
 	proto  byte // unix.NFPROTO_IPV4 or _IPV6
+	single bool // an address of a hash set (prefix is /32 or /128), written without its length
 }
 
 func ifaceField(n string) field        { return field{iface: n} }
 func prefixField(p netip.Prefix) field { return field{prefix: p.Masked()} }
-func protoField(ipv6 bool) field       { return field{proto: nfproto(ipv6)} }
+func addrField(a netip.Addr) field {
+	return field{prefix: netip.PrefixFrom(a, a.BitLen()), single: true}
+}
+func protoField(ipv6 bool) field { return field{proto: nfproto(ipv6)} }
 func nfproto(ipv6 bool) byte {
 	if ipv6 {
 		return unix.NFPROTO_IPV6
@@ -39,6 +43,8 @@ func (f field) text() string {
 	switch {
 	case f.iface != "":
 		return `"` + f.iface + `"`
+	case f.single:
+		return f.prefix.Addr().String()
 	case f.prefix.IsValid():
 		return f.prefix.String()
 	case f.proto == unix.NFPROTO_IPV6:

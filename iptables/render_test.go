@@ -109,7 +109,7 @@ func TestRenderFailsClosed(t *testing.T) {
 	}
 	pre := got[strings.Index(got, "chain prerouting {"):]
 	// no (interface, source) pair for IPv6: every IPv6 packet is "spoofed"
-	if !strings.Contains(got, "map sandbox6 {\n\t\ttype ifname . ipv6_addr : verdict\n\t\tflags interval\n\t}") {
+	if !strings.Contains(got, "map sandbox6 {\n\t\ttype ifname . ipv6_addr : verdict\n\t}") || !strings.Contains(got, "map sandbox6r {\n\t\ttype ifname . ipv6_addr : verdict\n\t\tflags interval\n\t}") {
 		t.Errorf("sandbox6 is not empty:\n%s", got)
 	}
 	if !strings.Contains(pre, `iifname @claimed counter drop comment "spoofed source"`) {

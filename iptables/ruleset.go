@@ -170,8 +170,13 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 		srcs []netip.Prefix
 	}{{"4", src4}, {"6", src6}} {
 		for _, src := range fam.srcs {
-			se.elems = append(se.elems, newElement("sandbox"+fam.sfx, sb.Name, modeChain(sb.Mode),
-				ifaceField(sb.Interface), prefixField(src)))
+			// One address: a hash map, whose updates cost the same at
+			// any size; a range needs the interval map (see setDefs).
+			set, f := "sandbox"+fam.sfx, addrField(src.Addr())
+			if !src.IsSingleIP() {
+				set, f = set+"r", prefixField(src)
+			}
+			se.elems = append(se.elems, newElement(set, sb.Name, modeChain(sb.Mode), ifaceField(sb.Interface), f))
 		}
 	}
 	for _, set := range []struct {
@@ -196,11 +201,17 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 	se.shared = append(se.shared, newElement("claimed", "", "", ifaceField(sb.Interface)),
 		newElement("ports", "", "", ifaceField(sb.Interface)))
 	if r.host.IsolateSandboxes {
-		for _, p := range src4 {
-			se.shared = append(se.shared, newElement("peers4", "", "", prefixField(p), protoField(false)))
-		}
-		for _, p := range src6 {
-			se.shared = append(se.shared, newElement("peers6", "", "", prefixField(p), protoField(true)))
+		for _, fam := range []struct {
+			sfx  string
+			srcs []netip.Prefix
+		}{{"4", src4}, {"6", src6}} {
+			for _, p := range fam.srcs {
+				if p.IsSingleIP() {
+					se.shared = append(se.shared, newElement("peers"+fam.sfx, "", "", addrField(p.Addr())))
+				} else {
+					se.shared = append(se.shared, newElement("peers"+fam.sfx+"r", "", "", prefixField(p), protoField(fam.sfx == "6")))
+				}
+			}
 		}
 	}
 	return se

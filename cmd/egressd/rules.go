@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 
+	"go.uber.org/zap"
+
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/internal/instance"
@@ -15,18 +17,28 @@ import (
 )
 
 // rulesCmd is `egressd rules -config F`: print the nftables ruleset that
-// `run` would install, without touching the kernel.
+// `run` would install, without touching the kernel: the config file with
+// what state.dir holds (API sandboxes and policies, guarded interfaces).
 func rulesCmd(args []string) int {
 	cfg, code := loadForRules("rules", args)
 	if cfg == nil {
 		return code
 	}
-	guarded, err := control.NewStore(cfg.State.Dir).LoadGuarded()
+	var set *policy.Set
+	var guarded []string
+	keep := func(_ context.Context, _ *config.Config, s *policy.Set, g []string) error {
+		set, guarded = s, g
+		return nil
+	}
+	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), control.Hooks{Kernel: keep}, zap.NewNop())
+	if err == nil {
+		err = ctl.Preview()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "egressd:", err)
 		return 1
 	}
-	sbs, ports, host := rulesFor(cfg, cfg.Sandboxes, guarded)
+	sbs, ports, host := rulesFor(cfg, set, guarded)
 	script, err := iptables.Render(sbs, ports, host)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "egressd:", err)

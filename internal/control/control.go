@@ -168,6 +168,22 @@ func (c *Controller) Apply(ctx context.Context) error {
 	return c.commit(ctx, c.cfg, c.Sandboxes())
 }
 
+// Preview hands the kernel hook what Apply would install, guarded
+// interfaces included, without persisting anything or touching the
+// components (egressd rules).
+func (c *Controller) Preview() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	guarded := slices.Clone(c.guarded)
+	for _, sb := range c.Sandboxes().All() {
+		if !slices.Contains(guarded, sb.Interface) {
+			guarded = append(guarded, sb.Interface)
+		}
+	}
+	slices.Sort(guarded)
+	return c.hooks.Kernel(context.Background(), c.cfg, c.Sandboxes(), guarded)
+}
+
 // prepare checks sandboxes' interfaces on this host (warnings logged, a
 // bridge port refused) and persists them as guarded, before they may
 // apply. Guarding an interface that then does not apply is harmless.

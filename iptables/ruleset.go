@@ -73,18 +73,30 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	slices.Sort(next.names)
 	next.owners = r.ownersFor(sbs)
 	reuse := r != nil && r.host.ProtectHost == h.ProtectHost && r.host.IsolateSandboxes == h.IsolateSandboxes
+	// The shared sets stay as they are when the same sandboxes contribute
+	// the same elements to them and the guard is the same.
+	sharedSame := reuse && len(r.sbs) == len(sbs) && slices.Equal(r.host.Guarded, h.Guarded)
 	for i := range sbs {
 		sb := &sbs[i]
 		named := next.named(sb)
+		old := (*sandboxElems)(nil)
 		if reuse {
-			if old := r.sbs[sb.Name]; old != nil && sameSandbox(&old.sb, sb) && slices.Equal(old.named, named) {
-				next.sbs[sb.Name] = old
-				continue
-			}
+			old = r.sbs[sb.Name]
 		}
-		next.sbs[sb.Name] = next.build(sb, named)
+		if old != nil && sameSandbox(&old.sb, sb) && slices.Equal(old.named, named) {
+			next.sbs[sb.Name] = old
+			continue
+		}
+		se := next.build(sb, named)
+		next.sbs[sb.Name] = se
+		sharedSame = sharedSame && old != nil && slices.EqualFunc(old.shared, se.shared,
+			func(a, b element) bool { return a.si == b.si && a.text == b.text })
 	}
-	next.collectShared(ifaces)
+	if sharedSame {
+		next.shared, next.patterns = r.shared, r.patterns
+	} else {
+		next.collectShared(ifaces)
+	}
 	return next, nil
 }
 

@@ -166,6 +166,15 @@ func checkSandboxName(s string) string {
 	return ""
 }
 
+// CheckInterface reports why s cannot be a sandbox interface, or nil:
+// the rules a [[sandbox]] interface meets.
+func CheckInterface(s string) error {
+	if msg := checkInterface(s); msg != "" {
+		return fmt.Errorf("interface %q: %s", s, msg)
+	}
+	return nil
+}
+
 // checkInterface applies the kernel's rules for interface names
 // (dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or
 // whitespace) and refuses the loopback interface.
@@ -179,8 +188,11 @@ func checkInterface(s string) string {
 		return "the loopback interface cannot be a sandbox interface"
 	}
 	for _, r := range s {
-		if r == '/' || r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return "must not contain '/', ':', whitespace or control characters"
+		// '*' would make the name a pattern in the kernel rules (it would
+		// guard, or open, other interfaces); '"' and '\\' cannot be quoted
+		// there.
+		if r == '/' || r == ':' || r == '*' || r == '"' || r == '\\' || r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "must not contain '/', ':', '*', '\"', '\\', whitespace, control or non-ASCII characters"
 		}
 	}
 	return ""

@@ -84,6 +84,11 @@ func (s *Store) LoadGuarded() ([]string, error) {
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("state: %s: want a JSON list of interface names: %w", path, err)
 	}
+	for _, name := range out {
+		if err := config.CheckInterface(name); err != nil {
+			return nil, fmt.Errorf("state: %s: %w", path, err)
+		}
+	}
 	return out, nil
 }
 

@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,7 +48,7 @@ func opsRun(o options) (bool, error) {
 			{&del, "DELETE", "/v1/sandboxes/" + name, ""},
 		} {
 			t0 := time.Now()
-			if err := adminCall(step.method, step.path, step.body); err != nil {
+			if err := adminJSON(step.method, step.path, step.body, nil); err != nil {
 				failed = append(failed, err.Error())
 				continue
 			}
@@ -107,24 +104,6 @@ func timeSIGHUP(o options, cfg []byte) (time.Duration, error) {
 		time.Sleep(time.Millisecond)
 	}
 	return 0, fmt.Errorf("%s not deny-all 30 s after SIGHUP", o.sandbox)
-}
-
-// adminCall makes one admin API call and wants a 2xx answer.
-func adminCall(method, path, body string) error {
-	req, err := http.NewRequest(method, "http://egressd"+path, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	res, err := admin.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(res.Body)
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, res.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	return nil
 }
 
 // pct is the p-th percentile of ds, in milliseconds.

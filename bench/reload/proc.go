@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -97,8 +98,9 @@ func adminJSON(method, path, body string, out any) error {
 		return err
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: HTTP %d", method, path, res.StatusCode)
+	if res.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, res.StatusCode, strings.TrimSpace(string(msg)))
 	}
 	if out == nil {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -67,7 +68,8 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		return err
 	}
 	defer lock.Release()
-	hooks := control.Hooks{Kernel: kernelHook(iptables.NewKernel(iptables.Installer{})),
+	kern := iptables.NewKernel(iptables.Installer{})
+	hooks := control.Hooks{Kernel: kernelHook(kern),
 		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal}
 	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
@@ -114,7 +116,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if cleanup {
 		defer removeRules(log)
 	}
-	go heartbeat(ctx, log)
+	go heartbeat(ctx, log, func() error { kern.Forget(); return ctl.Apply(ctx) })
 	go reloadOnHUP(ctx, hup, log, path, ctl)
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
@@ -156,13 +158,26 @@ func kernelHook(k *iptables.Kernel) control.Kernel {
 // heartbeat keeps the kernel rules' heartbeat set fresh while egressd
 // runs: without it, within iptables.AliveTimeout no non-TCP packet of any
 // sandbox passes.
-func heartbeat(ctx context.Context, log *zap.Logger) {
+//
+// A refresh fails when egressd's tables are gone (`nft flush ruleset`, a
+// firewall service restarted): then nothing filters the sandboxes at
+// all, so repair reinstalls the running policy in full, at most once a
+// second, until the refresh works again.
+func heartbeat(ctx context.Context, log *zap.Logger, repair func() error) {
+	var last time.Time
 	err := iptables.Installer{}.Heartbeat(ctx, func(err error) {
-		if err != nil {
-			log.Error("heartbeat refresh failed: sandboxes' UDP and ICMP stop within "+iptables.AliveTimeout.String(), zap.Error(err))
+		if err == nil {
+			log.Info("heartbeat refresh works again: kernel rules in place")
 			return
 		}
-		log.Info("heartbeat refresh works again")
+		if time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		log.Error("heartbeat refresh failed: egressd's kernel rules may be gone; reinstalling them", zap.Error(err))
+		if rerr := repair(); rerr != nil {
+			log.Error("reinstalling the kernel rules failed", zap.Error(rerr))
+		}
 	})
 	if err != nil {
 		log.Error("heartbeat not running: sandboxes' UDP and ICMP are stopped", zap.Error(err))

@@ -596,3 +596,28 @@ dir = %q
 	probes{e.udpProbe(e.tp.Sandbox, "198.51.100.78:9001", e.in.rec, "one-loosened-udp")}.none(t, "UDP outside allow_cidrs")
 	e.noEvents("one-loosened")
 }
+
+// TestGuardRulesRestoredAfterFlush: something else flushes the whole
+// ruleset (a firewall service restarted); egressd notices through its
+// heartbeat and reinstalls its rules within about a second.
+func TestGuardRulesRestoredAfterFlush(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	e.tp.Run(e.tp.Firewall, "nft", "flush", "ruleset")
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(e.tp.Run(e.tp.Firewall, "nft", "list", "tables"), "table inet egressd") {
+		if time.Now().After(deadline) {
+			t.Fatalf("rules not reinstalled 3 s after a flush:\n%s", e.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the heartbeat's first refresh of the new table
+	e.sandbox("sh", "-c", "echo flushed78 | nc -u -w 1 198.51.100.78 9001")
+	if out, err := e.curl("--max-time", "2", "--resolve", "evil.test:443:198.51.100.66", "https://evil.test/flushed"); err == nil {
+		t.Fatalf("denied name passed after the repair: %q", out)
+	}
+	if out, err := e.curl("--resolve", "allowed.test:443:198.51.100.10", "https://allowed.test/repaired"); err != nil {
+		t.Fatalf("allowed name refused after the repair: %v %q", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.noEvents("flushed")
+}

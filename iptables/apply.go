@@ -14,12 +14,7 @@ type Installer struct {
 	NetNS string
 }
 
-// Apply installs the rules for sbs on this host. See Installer.Apply.
-func Apply(ctx context.Context, sbs []Sandbox, p Ports, h Host) error {
-	return Installer{}.Apply(ctx, sbs, p, h)
-}
-
-// Cleanup removes everything Apply installed on this host. See
+// Cleanup removes everything egressd installed on this host. See
 // Installer.Cleanup.
 func Cleanup(ctx context.Context) error {
 	return Installer{}.Cleanup(ctx)

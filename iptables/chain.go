@@ -10,11 +10,14 @@ import (
 // comment. Every path ends in a verdict.
 func writeModeChains(b *strings.Builder, p Ports, h Host) {
 	b.WriteString("\n\tchain deny_all {\n")
-	chainWriter{b: b}.rule("counter drop", "mode deny-all")
+	w := chainWriter{b: b}
+	w.replies()
+	w.rule("counter drop", "mode deny-all")
 	b.WriteString("\t}\n")
 	for _, m := range []Mode{ModeAllowAll, ModeCustom} {
 		fmt.Fprintf(b, "\n\tchain %s {\n", modeChain(m))
-		w := chainWriter{b: b, mark: fmt.Sprintf("0x%x", Mark)}
+		w := chainWriter{b: b}
+		w.replies()
 		w.dns(p.DNS)
 		w.denyCIDRs()
 		w.tcp(p.TProxy)
@@ -31,8 +34,27 @@ func writeModeChains(b *strings.Builder, p Ports, h Host) {
 }
 
 type chainWriter struct {
-	b    *strings.Builder
-	mark string
+	b *strings.Builder
+}
+
+// onBridge matches packets that arrive on a Linux bridge. They are sent to
+// egressd by NAT (REDIRECT), not TPROXY: with bridge netfilter on, the
+// prerouting hooks run while the bridge handles the frame, and the socket
+// TPROXY assigns there is dropped when the packet reaches the IP layer
+// (skb_orphan in ip_rcv_core), whose own prerouting hooks br_netfilter
+// then skips (ip_sabotage_in). NAT survives that path: br_netfilter
+// routes a packet whose destination changed and delivers it locally.
+const onBridge = `meta iifkind "bridge"`
+
+// replies lets through, untouched, the packets a sandbox sends on
+// connections opened into it (a published port, the host's or a peer's
+// connection): conntrack's reply direction, which only a connection
+// someone else opened can have. They pass while egressd runs, like all
+// but TCP and DNS.
+func (w chainWriter) replies() {
+	w.section("replies on connections opened into the sandbox: untouched while egressd runs")
+	w.rule("ct direction reply meta nfproto @"+AliveSet+" accept", "reply on a connection into the sandbox")
+	w.rule("ct direction reply counter drop", "egressd not running")
 }
 
 // rule writes one rule with a comment; comments name the reason of a verdict
@@ -55,10 +77,13 @@ func (w chainWriter) neighbourDiscovery() {
 }
 
 // dns sends DNS for any destination to the resolver. With no resolver port,
-// or no resolver listening (TPROXY falls through), DNS is dropped.
+// or no resolver listening (TPROXY falls through, REDIRECT finds no
+// socket), DNS is dropped or refused.
 func (w chainWriter) dns(port int) {
 	w.section("DNS, to any destination: to the resolver")
 	if port != 0 {
+		w.rule(fmt.Sprintf("%s meta l4proto { tcp, udp } th dport 53 meta mark set 0x%x accept", onBridge, NATMark),
+			"DNS to resolver (on a bridge: by NAT)")
 		w.tproxy("meta l4proto { tcp, udp } th dport 53", port, "DNS to resolver")
 	}
 	w.rule("meta l4proto { tcp, udp } th dport 53 counter drop", "DNS: no resolver")
@@ -72,22 +97,29 @@ func (w chainWriter) denyCIDRs() {
 	w.rule("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp counter drop", "deny_cidrs")
 }
 
-// tcp diverts all TCP to the proxy. TPROXY falls through when nothing
-// listens: the drop after it keeps egressd fail-closed when it is down.
+// tcp diverts every new TCP connection to the proxy, whatever its
+// destination, and passes the later packets of the connections the proxy
+// holds. Nothing else: a segment that opens no connection and belongs to
+// none of egressd's is dropped, not diverted. TPROXY falls through when
+// nothing listens, REDIRECT reaches no socket: egressd fails closed when
+// it is down.
 func (w chainWriter) tcp(port int) {
-	w.section("TCP, to any destination: to the proxy")
-	w.tproxy("meta l4proto tcp", port, "TCP to proxy")
-	// TPROXY falls through for a packet of a non-transparent local socket:
-	// the answer of a sandbox to a connection egressd opened to it.
-	w.rule(fmt.Sprintf("meta l4proto tcp socket mark 0x%x accept", DialMark), "answer to egressd's own connection")
-	w.rule("meta l4proto tcp counter drop", "proxy not listening")
+	w.section("TCP: a new connection goes to the proxy; else only the proxy's connections")
+	const syn = "tcp flags & (syn | ack) == syn"
+	w.rule(fmt.Sprintf("%s %s meta mark set 0x%x accept", onBridge, syn, NATMark), "new TCP to proxy (on a bridge: by NAT)")
+	w.rule(fmt.Sprintf("%s meta l4proto tcp ct status dnat meta mark set 0x%x accept", onBridge, NATMark),
+		"TCP of a connection redirected to the proxy")
+	w.tproxy(syn, port, "new TCP to proxy")
+	w.rule(fmt.Sprintf("meta l4proto tcp socket transparent 1 meta mark set 0x%x accept", Mark),
+		"TCP of a connection the proxy holds")
+	w.rule("meta l4proto tcp counter drop", "proxy not listening, or TCP of no connection of its")
 }
 
 // tproxy writes the IPv4 and IPv6 TPROXY rules for packets matching match.
 func (w chainWriter) tproxy(match string, port int, comment string) {
 	for _, fam := range []struct{ nfproto, tproxy string }{{"ipv4", "ip"}, {"ipv6", "ip6"}} {
-		w.rule(fmt.Sprintf("meta nfproto %s %s tproxy %s to :%d meta mark set %s accept",
-			fam.nfproto, match, fam.tproxy, port, w.mark), comment)
+		w.rule(fmt.Sprintf("meta nfproto %s %s tproxy %s to :%d meta mark set 0x%x accept",
+			fam.nfproto, match, fam.tproxy, port, Mark), comment)
 	}
 }
 
@@ -126,4 +158,32 @@ func (w chainWriter) others(m Mode) {
 	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
 	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
 	w.rule("counter drop", "mode custom: not allowed")
+}
+
+// writeNATChain redirects what the mode chains marked NATMark (packets on
+// a bridge) to the resolver and the proxy. It runs after them (mangle is
+// -150) and before Docker's and everyone's dstnat (-100), so a marked
+// connection is egressd's before any other DNAT can claim it.
+func writeNATChain(b *strings.Builder, p Ports) {
+	b.WriteString("\n\tchain nat_divert {\n")
+	b.WriteString("\t\ttype nat hook prerouting priority -140; policy accept;\n")
+	w := chainWriter{b: b}
+	mark := fmt.Sprintf("meta mark 0x%x", NATMark)
+	if p.DNS != 0 {
+		w.rule(fmt.Sprintf("%s meta l4proto { tcp, udp } th dport 53 redirect to :%d", mark, p.DNS), "DNS to resolver")
+	}
+	w.rule(fmt.Sprintf("%s meta l4proto tcp redirect to :%d", mark, p.TProxy), "TCP to proxy")
+	b.WriteString("\t}\n")
+}
+
+// writeForwardChain is a safety net, not a judgement: a packet marked for
+// egressd is delivered locally by policy routing (Mark) or NAT (NATMark);
+// one that is about to be forwarded instead (the routing rule deleted,
+// conntrack disabled for it) is dropped rather than sent on.
+func writeForwardChain(b *strings.Builder) {
+	b.WriteString("\n\tchain forward {\n")
+	b.WriteString("\t\ttype filter hook forward priority filter; policy accept;\n")
+	chainWriter{b: b}.rule(fmt.Sprintf("meta mark { 0x%x, 0x%x } counter drop", Mark, NATMark),
+		"marked for egressd, yet forwarded: policy routing or NAT missing")
+	b.WriteString("\t}\n")
 }

@@ -9,7 +9,8 @@
 //
 // Everything egressd installs lives in tables inet egressd and bridge
 // egressd (which drops frames entering a bridge through a sandbox or
-// guarded interface) plus one policy
+// guarded interface), the bridge netfilter switches of bridges that are
+// sandbox interfaces (set by the daemon, see internal/hostnet), plus one policy
 // routing rule per family (fwmark Mark → table RouteTable, which routes
 // everything to lo so TPROXY-marked packets are delivered locally):
 //
@@ -17,21 +18,29 @@
 //	  │
 //	  ├─ IPv6 neighbour discovery with this host ─────────────► accept
 //	  ├─ not IP, or source not in the sandbox's sources ──────► drop
+//	  ├─ reply on a connection opened into the sandbox ───────► accept
+//	  │    (conntrack reply direction; egressd running, else drop)
 //	  ├─ mode deny-all ───────────────────────────────────────► drop
 //	  ├─ DNS (udp/tcp 53, any destination) ─► TPROXY to the resolver port
-//	  │                                       (no resolver: drop)
+//	  │    on a bridge: mark NATMark, REDIRECT   (no resolver: drop)
 //	  ├─ non-TCP to deny_cidrs ───────────────────────────────► drop
-//	  ├─ TCP (any destination, deny_cidrs too) ─► TPROXY to the proxy port
-//	  │    answer on a connection egressd opened to the sandbox ► accept
-//	  │                                           (no listener: drop)
+//	  ├─ TCP SYN (any destination, deny_cidrs too) ─► TPROXY to the proxy
+//	  │    port; on a bridge: mark NATMark, REDIRECT (no listener: drop)
+//	  ├─ TCP of a connection the proxy holds ─────────────────► accept
+//	  ├─ any other TCP ───────────────────────────────────────► drop
 //	  ├─ egressd not running (heartbeat set expired) ─────────► drop
 //	  ├─ protect_host: to an address of this host (fib) ──────► drop
 //	  ├─ isolate_sandboxes: to another sandbox's sources ─────► drop
 //	  └─ other protocols: allow-all ► accept; custom ► accept if the
 //	     destination is in allow_cidrs; else drop
 //
-// Each packet is judged on its own, with no conntrack shortcut, so a reload
-// takes effect on flows already open. TPROXY falls through when no socket
+// What a sandbox starts is judged packet by packet, with no conntrack
+// shortcut, so a reload takes effect on flows already open; conntrack is
+// used only for replies on connections into the sandbox and for the NAT of
+// bridge traffic (docs/design.md, "Bridges, conntrack and published
+// ports"). The nat_divert chain REDIRECTs what the mode chains marked
+// NATMark; the forward chain drops a packet marked for egressd that is
+// about to be forwarded instead. TPROXY falls through when no socket
 // listens; the explicit drop after it makes egressd fail closed when the
 // daemon is down. Rule comments name the reason of every drop and drop rules
 // carry counters (`nft list table inet egressd`).
@@ -53,11 +62,9 @@ const (
 	Table = "egressd"
 	// Mark is the packet mark set on diverted packets ("egress" in hex speak).
 	Mark = 0x1e57
-	// DialMark is the socket mark (SO_MARK) of the connections egressd's
-	// proxy opens. A sandbox's TCP packets that belong to one of them
-	// (the answers of a sandbox that allow_cidrs lets egressd dial) are
-	// accepted: they are delivered to that socket and go nowhere else.
-	DialMark = 0x1e58
+	// NATMark is the mark of packets that arrive on a bridge and go to
+	// egressd by REDIRECT instead of TPROXY (see onBridge).
+	NATMark = 0x1e59
 	// RouteTable is the routing table Mark selects; it routes all to lo.
 	RouteTable = 7767
 	// RulePriority is the priority of the fwmark rules (before main, 32766).

@@ -105,6 +105,8 @@ func (r *Ruleset) Script() string {
 	r.writeSets(&b, false)
 	r.writePrerouting(&b)
 	writeModeChains(&b, r.ports, r.host)
+	writeNATChain(&b, r.ports)
+	writeForwardChain(&b)
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "\ntable bridge %s {\n", Table)
 	r.writeSets(&b, true)
@@ -172,10 +174,13 @@ func writeElements(b *strings.Builder, els []element) {
 // guarded interface that no sandbox claims goes nowhere. Packets from
 // other interfaces are untouched.
 //
-// There is deliberately no forward chain: every packet from a sandbox
-// interface gets a final verdict here (each mode chain ends in a drop or
-// an accept), so a forward guard would only repeat that judgement, and one
-// relying on conntrack state would let reloads miss open flows.
+// Every packet from a sandbox interface gets its final verdict here (each
+// mode chain ends in a drop or an accept); the forward chain only catches
+// packets marked for egressd that would leave instead. Conntrack state is
+// used for two things only: replies on connections opened into the
+// sandbox, and the later packets of connections NAT sent to the proxy;
+// everything a sandbox starts is judged per packet, so a reload takes
+// effect on flows already open.
 func (r *Ruleset) writePrerouting(b *strings.Builder) {
 	b.WriteString("\tchain prerouting {\n")
 	b.WriteString("\t\ttype filter hook prerouting priority mangle; policy accept;\n")

@@ -62,10 +62,6 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 		if _, dup := next.sbs[sb.Name]; dup {
 			return nil, fmt.Errorf("iptables: sandbox %q: duplicate name", sb.Name)
 		}
-		if other, dup := ifaces[sb.Interface]; dup {
-			return nil, fmt.Errorf("iptables: sandbox %q: interface %q already used by sandbox %q",
-				sb.Name, sb.Interface, other)
-		}
 		ifaces[sb.Interface] = sb.Name
 		next.sbs[sb.Name] = nil
 		next.names = append(next.names, sb.Name)

@@ -37,8 +37,6 @@ func TestNewRulesetRejects(t *testing.T) {
 		{"zero prefix", with(func(s *Sandbox) { s.DenyCIDRs = []netip.Prefix{{}} }), ports, "deny_cidrs[0]: invalid prefix"},
 		{"duplicate name", []Sandbox{ok, func() Sandbox { s := ok; s.Interface = "other"; return s }()}, ports,
 			"duplicate name"},
-		{"shared interface", []Sandbox{ok, func() Sandbox { s := ok; s.Name = "sb2"; return s }()}, ports,
-			`interface "veth-sb1" already used by sandbox "sb1"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,4 +83,23 @@ func join(ps []netip.Prefix) string {
 		ss[i] = p.String()
 	}
 	return strings.Join(ss, " ")
+}
+
+// Two sandboxes on one bridge: one claimed interface, each source its own
+// dispatch element.
+func TestSharedInterface(t *testing.T) {
+	a := Sandbox{Name: "a", Interface: "br-sb", Mode: ModeAllowAll, Sources: []netip.Prefix{netip.MustParsePrefix("172.18.0.2/32")}}
+	b := Sandbox{Name: "b", Interface: "br-sb", Mode: ModeDenyAll, Sources: []netip.Prefix{netip.MustParsePrefix("172.18.0.3/32")}}
+	script, err := Render([]Sandbox{a, b}, Ports{TProxy: 15001, DNS: 5353}, Host{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"br-sb" . 172.18.0.2 : jump allow_all`, `"br-sb" . 172.18.0.3 : jump deny_all`} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q", want)
+		}
+	}
+	if n := strings.Count(script, "\t\t\t\"br-sb\",\n"); n != 2 { // claimed and ports
+		t.Errorf("br-sb listed %d times in claimed and ports, want once each", n)
+	}
 }

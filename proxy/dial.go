@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/egressd/egressd/policy"
 )
@@ -63,9 +60,6 @@ const noKeepAlive = -1
 // dial connects to target within DialTimeout and records it on f.
 func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: s.opts.DialTimeout, KeepAlive: noKeepAlive}
-	if s.opts.DialMark != 0 {
-		d.Control = markControl(s.opts.DialMark)
-	}
 	c, err := d.DialContext(ctx, "tcp", target.String())
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
@@ -76,20 +70,4 @@ func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net
 		return nil, fmt.Errorf("proxy: dial %s: flow closed", target)
 	}
 	return tc, nil
-}
-
-// markControl sets SO_MARK on a socket before it connects.
-func markControl(mark int) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("proxy: SO_MARK: %w", serr)
-		}
-		return nil
-	}
 }

@@ -18,7 +18,7 @@ import (
 func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 	f := &flow{
 		src:    addrPort(c.RemoteAddr()),
-		dst:    addrPort(c.LocalAddr()),
+		dst:    originalDst(c, s.opts.Port),
 		start:  time.Now(),
 		client: c,
 	}

@@ -40,10 +40,7 @@ type Options struct {
 	// allow_domains never reaches an internal address (private, loopback,
 	// link-local, CGNAT, ULA) unless allow_cidrs lists it.
 	BlockPrivate bool
-	// DialMark, if not 0, is the SO_MARK of every upstream connection, so
-	// that the kernel rules let a sandbox answer egressd's own dials.
-	DialMark int
-	Logger   *zap.Logger
+	Logger       *zap.Logger
 }
 
 // Server is the transparent proxy. Its sandbox set can be swapped while it

@@ -70,7 +70,8 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	defer lock.Release()
 	kern := iptables.NewKernel(iptables.Installer{})
 	hooks := control.Hooks{Kernel: kernelHook(kern),
-		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal}
+		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal,
+		Bridge: hostnet.EnsureBridgeNetfilter}
 	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
 		return err
@@ -86,7 +87,6 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		Resolver:           up,
 		Bindings:           res,
 		BlockPrivate:       cfg.DNS.BlockPrivateAnswers,
-		DialMark:           iptables.DialMark,
 		Logger:             log,
 	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is
@@ -118,6 +118,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	}
 	go heartbeat(ctx, log, func() error { kern.Forget(); return ctl.Apply(ctx) })
 	go reloadOnHUP(ctx, hup, log, path, ctl)
+	go every(ctx, time.Second, ctl.CheckBridges)
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
 		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res), log)
@@ -134,6 +135,20 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	}
 	log.Info("stopped")
 	return err
+}
+
+// every calls f each interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			f()
+		}
+	}
 }
 
 // listenMetrics opens the Prometheus endpoint's listener; nil when

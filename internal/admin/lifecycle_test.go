@@ -39,7 +39,7 @@ func TestCreateAndDeleteSandbox(t *testing.T) {
 		msg                string
 	}{
 		{"POST", "/v1/sandboxes", jobBody, 409, `sandbox "job": name already taken`},
-		{"POST", "/v1/sandboxes", strings.Replace(jobBody, `"job"`, `"job2"`, 1), 409, `interface "veth-job" already used`},
+		{"POST", "/v1/sandboxes", strings.Replace(jobBody, `"job"`, `"job2"`, 1), 409, "overlap"}, // one interface may hold many sandboxes, not one source
 		{"POST", "/v1/sandboxes", strings.NewReplacer(`"job"`, `"job2"`, "veth-job", "veth-j2", "10.4.0.2", "10.3.0.0/24").Replace(jobBody), 409, "overlap"},
 		{"POST", "/v1/sandboxes", strings.NewReplacer(`"job"`, `"job2"`, "veth-job", "veth-j2", "10.4.0.2", "10.5.0.1/8").Replace(jobBody), 400, `sources[0] "10.5.0.1/8"`},
 		{"POST", "/v1/sandboxes", `{"name":"x","interface":"veth-x","sources":["10.6.0.2"],"policy":{"mode":"custom"},"extra":1}`, 400, `unknown field "extra"`},

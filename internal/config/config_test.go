@@ -227,3 +227,29 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load(absent) = %v, want ErrNotExist", err)
 	}
 }
+
+// Sandboxes on one bridge share its name as interface; their sources
+// tell them apart.
+func TestSharedInterface(t *testing.T) {
+	cfg, err := Parse("shared.toml", []byte(`
+[proxy]
+upstream_dns = ["198.51.100.53:53"]
+
+[[sandbox]]
+name = "a"
+interface = "br-sb"
+sources = ["172.18.0.2/32"]
+mode = "allow-all"
+
+[[sandbox]]
+name = "b"
+interface = "br-sb"
+sources = ["172.18.0.3/32"]
+mode = "deny-all"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSandbox(t, cfg, "a", "br-sb", "allow-all", "172.18.0.2/32")
+	checkSandbox(t, cfg, "b", "br-sb", "deny-all", "172.18.0.3/32")
+}

@@ -24,7 +24,7 @@ func (v *validator) sandboxes(fs []fileSandbox, guarded []string) []policy.Sandb
 		return nil
 	}
 	out := make([]policy.Sandbox, 0, len(fs))
-	u := uniqueness{names: map[string]int{}, ifaces: map[string]int{}}
+	u := uniqueness{names: map[string]int{}}
 	for i := range fs {
 		f := &fs[i]
 		if v.broken[i] {
@@ -198,11 +198,11 @@ func checkInterface(s string) string {
 	return ""
 }
 
-// uniqueness remembers, across sandboxes, who holds each name, interface
-// and source prefix.
+// uniqueness remembers, across sandboxes, who holds each name and source
+// prefix. Sandboxes may share an interface (a bridge): their sources tell
+// them apart.
 type uniqueness struct {
 	names   map[string]int
-	ifaces  map[string]int
 	sources bart.Table[heldSource] // every source so far, to find overlaps in O(log n)
 }
 
@@ -218,12 +218,6 @@ func (v *validator) unique(u *uniqueness, i int, f *fileSandbox, fs []fileSandbo
 		v.sbBad(i, f, "name", stringValue("name", f.Name, "already used by sandbox #"+strconv.Itoa(j+1)+v.atLine("sandbox.name", j)))
 	} else {
 		u.names[f.Name] = i
-	}
-	if j, dup := u.ifaces[f.Interface]; dup && f.Interface != "" {
-		v.sbBad(i, f, "interface", stringValue("interface", f.Interface,
-			"already used by sandbox "+quoteLabel(j, fs[j].Name)+"; a sandbox is its interface, two cannot share one"))
-	} else {
-		u.ifaces[f.Interface] = i
 	}
 	for k, s := range f.Sources {
 		p, err := parseSource(s)

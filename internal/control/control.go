@@ -68,6 +68,9 @@ type Hooks struct {
 	Link func(name string) (hostnet.Link, bool, error)
 	// IsLocal tells the host's own addresses (policy.Guard.IsLocal).
 	IsLocal func(netip.Addr) bool
+	// Bridge turns on bridge netfilter for a bridge that is a sandbox
+	// interface (hostnet.EnsureBridgeNetfilter); nil skips that.
+	Bridge func(name string) (changed bool, err error)
 }
 
 // Component is a part of the data path that judges flows with a set.
@@ -198,8 +201,63 @@ func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) 
 		if err != nil {
 			return err
 		}
+		if err := c.bridges(sbs, links); err != nil {
+			return err
+		}
 	}
 	return c.guard(sbs)
+}
+
+// bridges turns on bridge netfilter for every sandbox interface in links
+// that is a bridge. Without it, frames the bridge forwards from one port
+// to another (sandbox to sandbox, sandbox to a neighbour) would reach none
+// of egressd's rules when the host-wide sysctl is off.
+func (c *Controller) bridges(sbs []*policy.Sandbox, links []hostnet.Link) error {
+	if c.hooks.Bridge == nil {
+		return nil
+	}
+	isBridge := map[string]bool{}
+	for _, l := range links {
+		isBridge[l.Name] = l.Kind == "bridge"
+	}
+	done := map[string]bool{}
+	for _, sb := range sbs {
+		name := sb.Interface
+		if !isBridge[name] || done[name] {
+			continue
+		}
+		done[name] = true
+		changed, err := c.hooks.Bridge(name)
+		if err != nil {
+			return fmt.Errorf("control: sandbox %q: interface %q is a bridge: %w", sb.Name, name, err)
+		}
+		if changed {
+			c.log.Info("bridge netfilter turned on for this bridge only (nf_call_iptables, nf_call_ip6tables), "+
+				"so that egressd judges frames between its ports; host-wide net.bridge sysctls untouched",
+				zap.String("bridge", name), zap.String("sandbox", sb.Name))
+		}
+	}
+	return nil
+}
+
+// CheckBridges repeats bridges for every sandbox: a bridge created, or
+// re-created, after its sandbox applied gets bridge netfilter too. The
+// daemon calls it once a second.
+func (c *Controller) CheckBridges() {
+	if c.hooks.Bridge == nil || c.hooks.Links == nil {
+		return
+	}
+	sbs := c.Sandboxes().All()
+	if len(sbs) == 0 {
+		return
+	}
+	links, err := c.hooks.Links()
+	if err == nil {
+		err = c.bridges(sbs, links)
+	}
+	if err != nil {
+		c.log.Error("bridge check failed", zap.Error(err))
+	}
 }
 
 // links are the host's interfaces (all), or those of sbs; false when the
@@ -366,22 +424,14 @@ func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy
 }
 
 // build compiles cfg's sandboxes and the API's, with overrides applied.
-// A config sandbox and an API one may share neither name nor interface
-// (nor sources: policy.NewSet).
+// A config sandbox and an API one may not share a name (nor sources:
+// policy.NewSet); they may share an interface.
 func (c *Controller) build(cfg *config.Config, added apiSandboxes, overrides map[string]policy.Spec) (*policy.Set, error) {
 	all := cfg.Sandboxes.All()
-	ifaces := make(map[string]string, len(all)+len(added.list))
-	for _, sb := range all {
-		ifaces[sb.Interface] = sb.Name
-	}
 	for _, a := range added.list {
 		if _, dup := cfg.Sandboxes.ByName(a.Name); dup {
 			return nil, fmt.Errorf("sandbox %q created through the API is also in %s: %w", a.Name, cfg.Path, ErrConflict)
 		}
-		if other, dup := ifaces[a.Interface]; dup {
-			return nil, fmt.Errorf("sandbox %q: interface %q already used by sandbox %q: %w", a.Name, a.Interface, other, ErrConflict)
-		}
-		ifaces[a.Interface] = a.Name
 		all = append(all, a)
 	}
 	var sbs []policy.Sandbox

@@ -112,7 +112,6 @@ func TestAddSandboxRefusals(t *testing.T) {
 		msg      string
 	}{
 		{"config name", with(func(in *config.SandboxInput) { in.Name = "a" }), true, `sandbox "a": name already taken`},
-		{"config interface", with(func(in *config.SandboxInput) { in.Interface = "veth-b" }), true, `interface "veth-b" already used by sandbox "b"`},
 		{"overlapping source", with(func(in *config.SandboxInput) { in.Sources = []string{"10.2.0.0/24"} }), true, "overlap"},
 		{"bad domain", with(func(in *config.SandboxInput) { in.Policy.AllowDomains = []string{"a.*.b"} }), false,
 			`sandbox "job": allow_domains[0] "a.*.b": a wildcard may only be the whole leftmost label`},
@@ -137,5 +136,19 @@ func TestAddSandboxRefusals(t *testing.T) {
 	}
 	if _, err := r.c.Policy("job"); !errors.Is(err, ErrUnknownSandbox) {
 		t.Errorf("a refused sandbox is listed: %v", err)
+	}
+}
+
+// An API sandbox may join a config sandbox's interface (a bridge) with
+// sources of its own.
+func TestAddSandboxSharesInterface(t *testing.T) {
+	r := newLifecycleRig(t, t.TempDir())
+	in := job
+	in.Interface = "veth-b"
+	if _, err := r.c.AddSandbox(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(r.names, ",") != "a,b,job" {
+		t.Fatalf("kernel has %v", r.names)
 	}
 }

@@ -426,11 +426,11 @@ func TestLifecycleSurvivesRestart(t *testing.T) {
 	}
 	enforced("rs-sighup")
 
-	// The file claims sb2's name, then its interface (allow-all): the
-	// reload may neither replace nor drop the API's sb2.
+	// The file claims sb2's name, then its interface and source
+	// (allow-all): the reload may neither replace nor drop the API's sb2.
 	for i, claim := range []string{
 		"\n[[sandbox]]\nname = \"sb2\"\ninterface = \"veth-sb4\"\nsources = [\"10.231.4.2/32\"]\nmode = \"allow-all\"\n",
-		"\n[[sandbox]]\nname = \"sb5\"\ninterface = \"veth-sb2\"\nsources = [\"10.231.5.2/32\"]\nmode = \"allow-all\"\n",
+		"\n[[sandbox]]\nname = \"sb5\"\ninterface = \"veth-sb2\"\nsources = [\"10.231.1.2/32\"]\nmode = \"allow-all\"\n",
 	} {
 		e.reload(defaultSandbox+claim, `"msg":"reload refused`)
 		if r, ok := a.row("sb2"); !ok || r.Origin != "api" || r.Mode != "custom" || len(a.rows()) != 2 {
@@ -493,8 +493,9 @@ func TestLifecycleRefusalsChangeNothing(t *testing.T) {
 	}{
 		{"name of the config's sandbox", "POST", "/v1/sandboxes", post("sb1", "veth-sb3", sb3src, open), 409, `sandbox "sb1": name already taken`},
 		{"name of an API sandbox", "POST", "/v1/sandboxes", post("sb2", "veth-sb3", sb3src, open), 409, `sandbox "sb2": name already taken`},
-		{"interface of the config's sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb1", sb3src, open), 409, `"veth-sb1"`},
-		{"interface of an API sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb2", sb3src, open), 409, `"veth-sb2"`},
+		// An interface may hold many sandboxes (a bridge), one source only one.
+		{"interface and source of the config's sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb1", `["10.231.0.2/32"]`, open), 409, "10.231.0.2/32"},
+		{"interface and source of an API sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb2", `["10.231.1.2/32"]`, open), 409, "10.231.1.2/32"},
 		{"source overlapping the config's sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb3", `["10.231.2.2/32","10.231.0.0/24"]`, open), 409, "10.231.0.0/24"},
 		{"source overlapping an API sandbox", "POST", "/v1/sandboxes", post("sb3", "veth-sb3", `["10.231.2.2/32","fd00:231:1::/48"]`, open), 409, "fd00:231:1::/48"},
 		{"source with host bits", "POST", "/v1/sandboxes", post("sb3", "veth-sb3", `["10.231.2.2/32","10.0.0.1/8"]`, open), 400, `sandbox "sb3": sources[1] "10.0.0.1/8"`},

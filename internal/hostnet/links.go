@@ -13,6 +13,7 @@ import (
 type Link struct {
 	Name       string
 	Index      int
+	Kind       string // "bridge", "veth", "tun", … ("" for a plain device)
 	Master     string // the interface this one is a port of ("" if none)
 	MasterKind string // its kind: "bridge", "bond", "team", "vrf", …
 }
@@ -30,7 +31,6 @@ func Links() ([]Link, error) {
 	type raw struct {
 		Link
 		master int
-		kind   string
 	}
 	var all []raw
 	byIndex := map[int]int{}
@@ -38,18 +38,18 @@ func Links() ([]Link, error) {
 		if msgs[i].Header.Type != unix.RTM_NEWLINK {
 			continue
 		}
-		l, master, kind, err := parseLink(&msgs[i])
+		l, master, err := parseLink(&msgs[i])
 		if err != nil {
 			return nil, err
 		}
 		byIndex[l.Index] = len(all)
-		all = append(all, raw{Link: l, master: master, kind: kind})
+		all = append(all, raw{Link: l, master: master})
 	}
 	out := make([]Link, len(all))
 	for i, r := range all {
 		out[i] = r.Link
 		if j, ok := byIndex[r.master]; ok && r.master != 0 {
-			out[i].Master, out[i].MasterKind = all[j].Name, all[j].kind
+			out[i].Master, out[i].MasterKind = all[j].Name, all[j].Kind
 		}
 	}
 	return out, nil
@@ -84,7 +84,7 @@ func cString(b []byte) string {
 // none, asking the kernel for that one interface (and its master) rather
 // than listing them all.
 func LinkByName(name string) (Link, bool, error) {
-	l, master, _, err := getLink(name, 0)
+	l, master, err := getLink(name, 0)
 	if errors.Is(err, unix.ENODEV) {
 		return Link{}, false, nil
 	}
@@ -92,21 +92,21 @@ func LinkByName(name string) (Link, bool, error) {
 		return Link{}, false, err
 	}
 	if master != 0 {
-		m, _, mkind, err := getLink("", master)
+		m, _, err := getLink("", master)
 		if err != nil {
 			return Link{}, false, err
 		}
-		l.Master, l.MasterKind = m.Name, mkind
+		l.Master, l.MasterKind = m.Name, m.Kind
 	}
 	return l, true, nil
 }
 
 // getLink asks for one link by name or index (RTM_GETLINK) and returns
-// it, its master's index and its kind.
-func getLink(name string, index int) (Link, int, string, error) {
+// it and its master's index.
+func getLink(name string, index int) (Link, int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return Link{}, 0, "", fmt.Errorf("hostnet: netlink socket: %w", err)
+		return Link{}, 0, fmt.Errorf("hostnet: netlink socket: %w", err)
 	}
 	defer unix.Close(fd)
 	attrLen := 0
@@ -124,46 +124,44 @@ func getLink(name string, index int) (Link, int, string, error) {
 		copy(at[unix.SizeofRtAttr:], name)
 	}
 	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return Link{}, 0, "", fmt.Errorf("hostnet: link request: %w", err)
+		return Link{}, 0, fmt.Errorf("hostnet: link request: %w", err)
 	}
 	buf := make([]byte, 16384)
 	n, _, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
-		return Link{}, 0, "", fmt.Errorf("hostnet: link answer: %w", err)
+		return Link{}, 0, fmt.Errorf("hostnet: link answer: %w", err)
 	}
 	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 	if err != nil {
-		return Link{}, 0, "", fmt.Errorf("hostnet: link answer: %w", err)
+		return Link{}, 0, fmt.Errorf("hostnet: link answer: %w", err)
 	}
 	for _, m := range msgs {
 		switch m.Header.Type {
 		case unix.NLMSG_ERROR:
 			if len(m.Data) >= 4 {
 				if code := int32(*(*uint32)(unsafe.Pointer(&m.Data[0]))); code != 0 {
-					return Link{}, 0, "", unix.Errno(-code)
+					return Link{}, 0, unix.Errno(-code)
 				}
 			}
 		case unix.RTM_NEWLINK:
-			l, master, kind, err := parseLink(&m)
-			return l, master, kind, err
+			return parseLink(&m)
 		}
 	}
-	return Link{}, 0, "", errors.New("hostnet: no link in the answer")
+	return Link{}, 0, errors.New("hostnet: no link in the answer")
 }
 
 // parseLink reads one RTM_NEWLINK message.
-func parseLink(m *syscall.NetlinkMessage) (Link, int, string, error) {
+func parseLink(m *syscall.NetlinkMessage) (Link, int, error) {
 	if len(m.Data) < unix.SizeofIfInfomsg {
-		return Link{}, 0, "", errors.New("hostnet: short link message")
+		return Link{}, 0, errors.New("hostnet: short link message")
 	}
 	info := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
 	attrs, err := syscall.ParseNetlinkRouteAttr(m)
 	if err != nil {
-		return Link{}, 0, "", fmt.Errorf("hostnet: link attributes: %w", err)
+		return Link{}, 0, fmt.Errorf("hostnet: link attributes: %w", err)
 	}
 	l := Link{Index: int(info.Index)}
 	var master int
-	var kind string
 	for _, a := range attrs {
 		switch a.Attr.Type {
 		case unix.IFLA_IFNAME:
@@ -173,8 +171,8 @@ func parseLink(m *syscall.NetlinkMessage) (Link, int, string, error) {
 				master = int(*(*uint32)(unsafe.Pointer(&a.Value[0])))
 			}
 		case unix.IFLA_LINKINFO:
-			kind = linkKind(a.Value)
+			l.Kind = linkKind(a.Value)
 		}
 	}
-	return l, master, kind, nil
+	return l, master, nil
 }

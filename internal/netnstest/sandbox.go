@@ -3,6 +3,7 @@ package netnstest
 import (
 	"fmt"
 	"net/netip"
+	"os/exec"
 )
 
 // ExtraSandbox is one more sandbox namespace wired to the firewall by
@@ -47,4 +48,47 @@ func (tp *Topology) AddSandbox(fwIface string, n int) *ExtraSandbox {
 	mustRun(t, "ip", "-n", sb.NS, "-6", "route", "add", "default", "via", sb.Gateway6.String())
 	waitUp(t, links)
 	return sb
+}
+
+// AddBridge adds a Linux bridge called bridge to the firewall, on subnet
+// n (1-255) like AddSandbox (the firewall at 10.231.n.1/24 and
+// fd00:231:n::1/64 on the bridge), and count sandbox namespaces behind it,
+// each wired by a veth whose firewall end is a port of the bridge: sandbox
+// i at 10.231.n.(i+2) and fd00:231:n::(i+2), as a container on a Docker
+// bridge network is. FirewallIface of each is the bridge.
+func (tp *Topology) AddBridge(bridge string, n, count int) []*ExtraSandbox {
+	t := tp.t
+	t.Helper()
+	if n < 1 || n > 255 || count < 1 || count > 250 {
+		t.Fatalf("netnstest: AddBridge %s: subnet %d or count %d out of range", bridge, n, count)
+	}
+	gw4 := netip.MustParseAddr(fmt.Sprintf("10.231.%d.1", n))
+	gw6 := netip.MustParseAddr(fmt.Sprintf("fd00:231:%x::1", n))
+	mustRun(t, "ip", "-n", tp.Firewall, "link", "add", bridge, "type", "bridge")
+	t.Cleanup(func() { exec.Command("ip", "-n", tp.Firewall, "link", "del", bridge).Run() })
+	tp.AddAddr(tp.Firewall, bridge, gw4.String()+"/24", gw6.String()+"/64")
+	mustRun(t, "ip", "-n", tp.Firewall, "link", "set", bridge, "up")
+	links := []link{{tp.Firewall, bridge}}
+	var sbs []*ExtraSandbox
+	for i := range count {
+		sb := &ExtraSandbox{
+			NS:            NewNamespace(t),
+			FirewallIface: bridge,
+			Addr4:         netip.MustParseAddr(fmt.Sprintf("10.231.%d.%d", n, i+2)),
+			Addr6:         netip.MustParseAddr(fmt.Sprintf("fd00:231:%x::%x", n, i+2)),
+			Gateway4:      gw4,
+			Gateway6:      gw6,
+		}
+		port := fmt.Sprintf("%.11sp%d", bridge, i)
+		mustRun(t, "ip", "-n", tp.Firewall, "link", "add", port, "type", "veth", "peer", "name", SandboxIface, "netns", sb.NS)
+		mustRun(t, "ip", "-n", tp.Firewall, "link", "set", port, "master", bridge, "up")
+		tp.AddAddr(sb.NS, SandboxIface, sb.Addr4.String()+"/24", sb.Addr6.String()+"/64")
+		mustRun(t, "ip", "-n", sb.NS, "link", "set", SandboxIface, "up")
+		mustRun(t, "ip", "-n", sb.NS, "-4", "route", "add", "default", "via", gw4.String())
+		mustRun(t, "ip", "-n", sb.NS, "-6", "route", "add", "default", "via", gw6.String())
+		links = append(links, link{sb.NS, SandboxIface}, link{tp.Firewall, port})
+		sbs = append(sbs, sb)
+	}
+	waitUp(t, links)
+	return sbs
 }

@@ -4,7 +4,7 @@
 # every tool is already there.
 set -eu
 need=""
-for t in nft:nftables ip:iproute2 curl:curl openssl:openssl dig:dnsutils haproxy:haproxy ping:iputils-ping nc:netcat-openbsd dnsperf:dnsperf bc:bc; do
+for t in nft:nftables ip:iproute2 curl:curl openssl:openssl dig:dnsutils haproxy:haproxy ping:iputils-ping nc:netcat-openbsd dnsperf:dnsperf bc:bc dockerd:docker.io busybox:busybox-static systemd-analyze:systemd; do
 	cmd=${t%%:*} pkg=${t#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
@@ -14,5 +14,12 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Tests start dockerd in network namespaces of their own: the package must
+# not start one on the host (policy-rc.d 101: no service starts).
+rcd=/usr/sbin/policy-rc.d
+if [ ! -e $rcd ]; then
+	printf '#!/bin/sh\nexit 101\n' >$rcd && chmod +x $rcd
+	trap 'rm -f $rcd' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends$need

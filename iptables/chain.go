@@ -12,6 +12,7 @@ func writeModeChains(b *strings.Builder, p Ports, h Host) {
 	b.WriteString("\n\tchain deny_all {\n")
 	w := chainWriter{b: b}
 	w.replies()
+	w.rule("meta l4proto tcp counter reject with tcp reset", "mode deny-all")
 	w.rule("counter drop", "mode deny-all")
 	b.WriteString("\t}\n")
 	for _, m := range []Mode{ModeAllowAll, ModeCustom} {
@@ -100,9 +101,12 @@ func (w chainWriter) denyCIDRs() {
 // tcp diverts every new TCP connection to the proxy, whatever its
 // destination, and passes the later packets of the connections the proxy
 // holds. Nothing else: a segment that opens no connection and belongs to
-// none of egressd's is dropped, not diverted. TPROXY falls through when
-// nothing listens, REDIRECT reaches no socket: egressd fails closed when
-// it is down.
+// none of egressd's is answered with a reset, not diverted. The reset
+// carries the sequence number the sandbox expects (the segment's ACK), so
+// a connection the proxy cut ends at once for the sandbox too, even when
+// the proxy's own reset was out of window and drew a challenge ACK (RFC
+// 5961). TPROXY falls through when nothing listens, REDIRECT reaches no
+// socket: egressd fails closed, and fast, when it is down.
 func (w chainWriter) tcp(port int) {
 	w.section("TCP: a new connection goes to the proxy; else only the proxy's connections")
 	const syn = "tcp flags & (syn | ack) == syn"
@@ -112,7 +116,7 @@ func (w chainWriter) tcp(port int) {
 	w.tproxy(syn, port, "new TCP to proxy")
 	w.rule(fmt.Sprintf("meta l4proto tcp socket transparent 1 meta mark set 0x%x accept", Mark),
 		"TCP of a connection the proxy holds")
-	w.rule("meta l4proto tcp counter drop", "proxy not listening, or TCP of no connection of its")
+	w.rule("meta l4proto tcp counter reject with tcp reset", "proxy not listening, or TCP of no connection of its")
 }
 
 // tproxy writes the IPv4 and IPv6 TPROXY rules for packets matching match.

@@ -20,14 +20,14 @@
 //	  ├─ not IP, or source not in the sandbox's sources ──────► drop
 //	  ├─ reply on a connection opened into the sandbox ───────► accept
 //	  │    (conntrack reply direction; egressd running, else drop)
-//	  ├─ mode deny-all ───────────────────────────────────────► drop
+//	  ├─ mode deny-all ─────────────────► drop (TCP: reject with reset)
 //	  ├─ DNS (udp/tcp 53, any destination) ─► TPROXY to the resolver port
 //	  │    on a bridge: mark NATMark, REDIRECT   (no resolver: drop)
 //	  ├─ non-TCP to deny_cidrs ───────────────────────────────► drop
 //	  ├─ TCP SYN (any destination, deny_cidrs too) ─► TPROXY to the proxy
 //	  │    port; on a bridge: mark NATMark, REDIRECT (no listener: drop)
 //	  ├─ TCP of a connection the proxy holds ─────────────────► accept
-//	  ├─ any other TCP ───────────────────────────────────────► drop
+//	  ├─ any other TCP ─────────────────────► reject with a TCP reset
 //	  ├─ egressd not running (heartbeat set expired) ─────────► drop
 //	  ├─ protect_host: to an address of this host (fib) ──────► drop
 //	  ├─ isolate_sandboxes: to another sandbox's sources ─────► drop

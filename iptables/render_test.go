@@ -119,7 +119,7 @@ func TestRenderFailsClosed(t *testing.T) {
 		chain := got[strings.Index(got, "chain "+mode+" {"):]
 		for _, want := range []string{
 			// TPROXY falls through when nothing listens
-			"meta l4proto tcp counter drop comment \"proxy not listening, or TCP of no connection of its\"",
+			"meta l4proto tcp counter reject with tcp reset comment \"proxy not listening, or TCP of no connection of its\"",
 			"meta l4proto { tcp, udp } th dport 53 counter drop comment \"DNS: no resolver\"",
 			"meta nfproto != @alive counter drop comment \"egressd not running\"",
 		} {

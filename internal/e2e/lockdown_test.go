@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -137,4 +138,82 @@ func TestAPILockdownSurvivesRestart(t *testing.T) {
 		}
 		e.noEvents("/reloaded")
 	})
+}
+
+// TestCutResetsSandbox: a download cut by a lock-down ends for the sandbox
+// too, within 1 s, whatever the new mode. The proxy resets both sides;
+// when bytes in flight to the sandbox were lost, that reset is not the one
+// it expects, so it answers with a challenge ACK (RFC 5961), which the
+// kernel rules must answer with a reset, not drop, for the sandbox's
+// socket to end.
+func TestCutResetsSandbox(t *testing.T) {
+	for _, tc := range []struct{ name, policy string }{
+		{"deny-all", `{"mode":"deny-all"}`},
+		{"custom", `{"mode":"custom","allow_domains":["allowed.test"]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, allowAllSandbox)
+			var ln net.Listener
+			if err := e.tp.Do(e.tp.Internet, func() (err error) {
+				ln, err = net.Listen("tcp", "198.51.100.78:9100")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() { // an endless download
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						io.Copy(c, zeroReader{})
+					}()
+				}
+			}()
+			var c *net.TCPConn
+			if err := e.tp.Do(e.tp.Sandbox, func() error {
+				nc, err := net.DialTimeout("tcp", "198.51.100.78:9100", 3*time.Second)
+				if err == nil {
+					c = nc.(*net.TCPConn)
+					c.SetReadBuffer(64 << 10) // drains fast once reset
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ended := make(chan time.Time, 1)
+			go func() { // a slow reader: the proxy always has bytes in flight
+				buf := make([]byte, 16<<10)
+				for {
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					if _, err := c.Read(buf); err != nil {
+						ended <- time.Now()
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			time.Sleep(500 * time.Millisecond)
+			// Lose what the proxy sends the sandbox around the cut, resets
+			// aside: the reset then lies past what the sandbox received.
+			e.tp.Run(e.tp.Sandbox, "nft", "add table inet cuttest { chain in { type filter hook input priority 0; "+
+				"tcp sport 9100 tcp flags & rst == 0 drop; }; }")
+			e.api().put(tc.policy)
+			locked := time.Now()
+			time.Sleep(100 * time.Millisecond)
+			e.tp.Run(e.tp.Sandbox, "nft", "delete table inet cuttest")
+			select {
+			case at := <-ended:
+				if d := at.Sub(locked); d > time.Second {
+					t.Errorf("sandbox's download ended %v after the lock-down, want < 1 s", d)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("sandbox's download still running 5 s after the lock-down to %s", tc.name)
+			}
+		})
+	}
 }

@@ -101,6 +101,5 @@
 // when none answers, the client gets SERVFAIL.
 //
 // Logs: one line per query ("dns query", "dns query refused", "dns query
-// dropped") with the policy.Decision fields the proxy logs, sampled per
-// message: the first 20 lines of each second, then one in 200.
+// dropped") with the policy.Decision fields the proxy logs, never sampled.
 package dnsfilter

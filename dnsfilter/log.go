@@ -25,9 +25,8 @@ const (
 )
 
 // logEvent writes the one line of a query: Info when it was forwarded,
-// Warn when it was refused or dropped (reply nil). Lines are sampled per
-// message and level (see sampled), and fields are built only for lines
-// that are written.
+// Warn when it was refused or dropped (reply nil). Every query gets its
+// line: decisions are never sampled.
 func (r *Resolver) logEvent(ev *event, reply *dns.Msg) {
 	level, msg := zap.InfoLevel, "dns query"
 	switch {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/egressd/egressd/policy"
 )
@@ -66,7 +65,7 @@ func NewResolver(opts Options, set *policy.Set) *Resolver {
 	}
 	r := &Resolver{
 		opts:     opts,
-		log:      opts.Logger.Named("dns").WithOptions(sampled),
+		log:      opts.Logger.Named("dns"),
 		cache:    newAnswerCache(opts.CacheSize),
 		fast:     newFastCache(opts.CacheSize),
 		now:      time.Now,
@@ -76,12 +75,6 @@ func NewResolver(opts Options, set *policy.Set) *Resolver {
 	r.sandboxes.Store(set)
 	return r
 }
-
-// sampled keeps the per-query lines readable under a flood: per message
-// and level, the first 20 lines of each second, then one in 200.
-var sampled = zap.WrapCore(func(c zapcore.Core) zapcore.Core {
-	return zapcore.NewSamplerWithOptions(c, time.Second, 20, 200)
-})
 
 // Bound reports whether the resolver answered address a for name (the
 // normalised question name) to sandbox, in an answer whose binding has

@@ -231,6 +231,10 @@ func removeRules(log *zap.Logger) {
 
 func newLogger() (*zap.Logger, error) {
 	zc := zap.NewProductionConfig()
+	// Every decision is a line: zap's default sampler (100 a second per
+	// message, then 1 in 100) would drop most of a busy sandbox's flows
+	// and denials.
+	zc.Sampling = nil
 	zc.EncoderConfig.TimeKey = "ts"
 	zc.DisableStacktrace = true
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder

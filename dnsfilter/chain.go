@@ -25,9 +25,12 @@ type shaped struct {
 //     the question name (owner names checked, case-insensitively);
 //     records about other names, which an upstream could use to plant
 //     addresses, are removed (DNAMEs above the question name stay);
-//   - A and AAAA records the guard rejects are removed, in the answer and
-//     additional sections;
-//   - SVCB and HTTPS records lose their ech parameter and rejected hints.
+//   - A and AAAA records the guard rejects are removed;
+//   - SVCB and HTTPS records lose their ech parameter and rejected hints;
+//   - the additional section is emptied and the authority section keeps
+//     only SOA and NS records: an address there (glue, or one planted for
+//     an allowed name) is bound to nothing, and a client must not cache
+//     it either. Only the answer's chain reaches the client.
 //
 // The addresses of the chain's A, AAAA and hint records are returned to be
 // bound to the question name.
@@ -51,19 +54,23 @@ func shape(m *dns.Msg, qname string, g guard) shaped {
 	}
 	clear(m.Answer[len(out):])
 	m.Answer = out
-	m.Ns = s.filterSection(m.Ns, g)
-	m.Extra = s.filterSection(m.Extra, g)
+	m.Ns = s.authority(m.Ns)
+	if len(m.Extra) > 0 {
+		s.changed = true
+		m.Extra = nil
+	}
 	return s
 }
 
-// filterSection applies the guard to a section whose addresses are not
-// bound (authority, additional).
-func (s *shaped) filterSection(rrs []dns.RR, g guard) []dns.RR {
+// authority keeps the SOA and NS records of an authority section, which
+// negative caching and referrals use, and nothing else.
+func (s *shaped) authority(rrs []dns.RR) []dns.RR {
 	out := rrs[:0]
 	for _, rr := range rrs {
-		if s.keepRecord(rr, g, false) {
+		switch rr.(type) {
+		case *dns.SOA, *dns.NS:
 			out = append(out, rr)
-		} else {
+		default:
 			s.changed = true
 		}
 	}

@@ -60,7 +60,8 @@ func TestRebindingGuard(t *testing.T) {
 }
 
 // TestOutOfChainRecords: records about names outside the question's CNAME
-// chain are removed and never bound.
+// chain are removed and never bound; no address leaves in the authority or
+// additional section, not even one for an allowed name.
 func TestOutOfChainRecords(t *testing.T) {
 	m := new(dns.Msg)
 	m.SetQuestion("a.allowed.test.", dns.TypeA)
@@ -72,7 +73,8 @@ func TestOutOfChainRecords(t *testing.T) {
 	} {
 		m.Answer = append(m.Answer, mustRR(t, s))
 	}
-	m.Extra = append(m.Extra, mustRR(t, "ns.test. 60 IN A 10.0.0.1"), mustRR(t, "ns.test. 60 IN A 198.51.100.8"))
+	m.Extra = append(m.Extra, mustRR(t, "ns.test. 60 IN A 10.0.0.1"), mustRR(t, "allowed.test. 60 IN A 198.51.100.8"))
+	m.Ns = append(m.Ns, mustRR(t, "allowed.test. 60 IN NS ns.test."), mustRR(t, "allowed.test. 60 IN A 198.51.100.9"))
 	r, _ := newTestResolver(t, nil, Options{})
 	set := r.sandboxes.Load()
 	sb, _ := set.ByName("custom")
@@ -81,8 +83,11 @@ func TestOutOfChainRecords(t *testing.T) {
 	if got := answerAddrs(m); !slices.Equal(got, []string{"198.51.100.5", "198.51.100.7"}) {
 		t.Errorf("answer %v, want the chain's addresses only", got)
 	}
-	if len(m.Extra) != 1 || !strings.Contains(m.Extra[0].String(), "198.51.100.8") {
-		t.Errorf("additional %v, want the private glue removed", m.Extra)
+	if len(m.Extra) != 0 {
+		t.Errorf("additional %v, want it empty: no address outside the answer's chain", m.Extra)
+	}
+	if len(m.Ns) != 1 || m.Ns[0].Header().Rrtype != dns.TypeNS {
+		t.Errorf("authority %v, want its NS record only", m.Ns)
 	}
 	if !s.changed || len(s.addrs) != 2 {
 		t.Errorf("shaped %+v, want 2 addresses and changed", s)

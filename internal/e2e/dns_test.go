@@ -128,3 +128,25 @@ func TestDNSBinding(t *testing.T) {
 	}
 	e.noEvents("sni=unbound.allowed.test")
 }
+
+// TestDNSPlantedRecords: an upstream that adds an address for an allowed
+// name to the authority and additional sections of another answer gets
+// neither to the sandbox (nor bound): only the answer's chain passes.
+func TestDNSPlantedRecords(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	for _, tcp := range []bool{false, true} {
+		args := []string{"dig", "+noall", "+comments", "+answer", "+authority", "+additional", "+tries=1", "+time=2",
+			"@198.51.100.53", "plant.allowed.test", "A"}
+		if tcp {
+			args = append(args, "+tcp")
+		}
+		out, err := e.sandbox(args...)
+		if err != nil || !strings.Contains(out, "status: NOERROR") || !strings.Contains(out, "198.51.100.10") {
+			t.Fatalf("dig %v: want the answer: %v\n%s", args, err, out)
+		}
+		if strings.Contains(out, "198.51.100.66") {
+			t.Errorf("leak: the planted address reached the sandbox (tcp=%v):\n%s", tcp, out)
+		}
+	}
+	e.waitEvent("dns q=plant.allowed.test.")
+}

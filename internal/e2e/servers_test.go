@@ -75,7 +75,15 @@ var zone = map[string][]string{
 	"inside-deny.test.":    {"198.51.100.130"},
 	"v6only.allowed.test.": {"2001:db8::11"},
 	// Rebinding: an allowed name that resolves to the firewall itself.
-	"host.allowed.test.": {"10.231.0.1"},
+	"host.allowed.test.":  {"10.231.0.1"},
+	"plant.allowed.test.": {"198.51.100.10"},
+}
+
+// planted are records the fake upstream adds to the authority and
+// additional sections of an answer for the name: addresses for another
+// (allowed) name that it could plant in a client.
+var planted = map[string][]string{
+	"plant.allowed.test.": {"allowed.test. 60 IN A 198.51.100.66"},
 }
 
 // serverNames are the names the test certificate covers.
@@ -282,6 +290,14 @@ func (in *internet) serveDNS(t *testing.T, pc net.PacketConn, ln net.Listener) {
 				hdr.Rrtype = dns.TypeAAAA
 				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
 			}
+		}
+		for _, text := range planted[name] {
+			rr, err := dns.NewRR(text)
+			if err != nil {
+				t.Errorf("planted %q: %v", text, err)
+				continue
+			}
+			m.Ns, m.Extra = append(m.Ns, rr), append(m.Extra, dns.Copy(rr))
 		}
 		if hints, ok := httpsHints[name]; ok && q.Question[0].Qtype == dns.TypeHTTPS {
 			m.Answer = append(m.Answer, httpsRecord(q.Question[0].Name, hints))

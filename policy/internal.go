@@ -7,16 +7,34 @@ import "net/netip"
 // them (DNS rebinding): with dns.block_private_answers, neither the
 // resolver's answers nor the proxy's dials for such a name lead there
 // unless allow_cidrs lists the address.
+//
+// The source is IANA's IPv4 and IPv6 Special-Purpose Address Registries
+// (iana-ipv4-special-registry, iana-ipv6-special-registry, as of 2025):
+// every entry whose "Globally Reachable" is False, except the
+// documentation prefixes (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+// 2001:db8::/32, 3fff::/20), which are on no network, internal or not,
+// and which demos and egressd's own tests use as "the internet". Entries
+// that hold globally reachable exceptions (2001::/23) are listed by their
+// non-reachable parts. Site-local fec0::/10 (deprecated, not in the
+// registry) is kept: old networks still route it.
 var internalPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"; 0.0.0.0 reaches the local host on Linux
-	netip.MustParsePrefix("10.0.0.0/8"),     // private (RFC 1918)
-	netip.MustParsePrefix("100.64.0.0/10"),  // CGNAT (RFC 6598)
+	netip.MustParsePrefix("10.0.0.0/8"),     // private-use (RFC 1918)
+	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space, CGNAT (RFC 6598)
 	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
 	netip.MustParsePrefix("169.254.0.0/16"), // link-local, incl. the cloud metadata address 169.254.169.254
-	netip.MustParsePrefix("172.16.0.0/12"),  // private
-	netip.MustParsePrefix("192.168.0.0/16"), // private
+	netip.MustParsePrefix("172.16.0.0/12"),  // private-use
+	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments (DS-Lite, NAT64 discovery, …)
+	netip.MustParsePrefix("192.168.0.0/16"), // private-use
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking (RFC 2544)
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, and 255.255.255.255, limited broadcast
 	netip.MustParsePrefix("::/127"),         // unspecified and loopback
 	netip.MustParsePrefix("64:ff9b:1::/48"), // NAT64 local use (RFC 8215): the operator's own translation
+	netip.MustParsePrefix("100::/64"),       // discard-only (RFC 6666)
+	netip.MustParsePrefix("100:0:0:1::/64"), // dummy IPv6 prefix (RFC 9780)
+	netip.MustParsePrefix("2001:2::/48"),    // benchmarking (RFC 5180)
+	netip.MustParsePrefix("2001:10::/28"),   // deprecated ORCHID
+	netip.MustParsePrefix("5f00::/16"),      // SRv6 SIDs (RFC 9602)
 	netip.MustParsePrefix("fc00::/7"),       // unique local (ULA)
 	netip.MustParsePrefix("fe80::/10"),      // link-local
 	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local

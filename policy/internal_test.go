@@ -33,6 +33,22 @@ func TestIsInternal(t *testing.T) {
 		{"64:ff9b:1::c633:640a", true}, // NAT64 local use: internal whatever it embeds
 		{"2002:a9fe:a9fe::1", true},    // 6to4 of 169.254.169.254
 		{"2002:c633:640a::1", false},   // 6to4 of 198.51.100.10
+		// The rest of IANA's special-purpose registries.
+		{"198.18.0.5", true},       // benchmarking
+		{"198.19.255.255", true},   //
+		{"198.20.0.1", false},      // just past it
+		{"192.0.0.170", true},      // NAT64 discovery (IETF protocol assignments)
+		{"192.0.2.1", false},       // documentation
+		{"240.0.0.1", true},        // reserved
+		{"255.255.255.255", true},  // limited broadcast
+		{"223.255.255.255", false}, // last unicast before 240/4
+		{"100::1", true},           // discard-only
+		{"100:0:0:1::1", true},     // dummy prefix
+		{"2001:2::1", true},        // benchmarking
+		{"2001:3::1", false},       // AMT: globally reachable
+		{"2001:10::1", true},       // ORCHID
+		{"5f00::1", true},          // SRv6
+		{"64:ff9b::c612:5", true},  // NAT64 of 198.18.0.5
 	}
 	for _, tt := range tests {
 		if got := IsInternal(netip.MustParseAddr(tt.addr)); got != tt.want {

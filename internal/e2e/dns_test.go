@@ -11,6 +11,9 @@ import (
 func init() {
 	zone["bound.allowed.test."] = []string{"198.51.100.78"}
 	zone["unbound.allowed.test."] = []string{"198.51.100.78"}
+	// IANA special-purpose ranges: internal, never answered for a name.
+	zone["special.allowed.test."] = []string{"198.18.0.5", "192.0.0.170", "240.0.0.1", "255.255.255.255",
+		"198.51.100.10", "100::1", "2001:2::1", "5f00::1", "2001:db8::10"}
 }
 
 // dnsServers are the addresses the sandbox sends queries to: the real
@@ -149,4 +152,23 @@ func TestDNSPlantedRecords(t *testing.T) {
 		}
 	}
 	e.waitEvent("dns q=plant.allowed.test.")
+}
+
+// TestDNSSpecialPurposeAnswers: with dns.block_private_answers, answers in
+// IANA's special-purpose ranges (benchmarking, IETF assignments, reserved,
+// limited broadcast, discard-only, …) are removed; the name's public
+// addresses stay.
+func TestDNSSpecialPurposeAnswers(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	for qtype, keep := range map[string]string{"A": "198.51.100.10", "AAAA": "2001:db8::10"} {
+		out, err := e.dig("198.51.100.53", "special.allowed.test", qtype, false)
+		if err != nil || !strings.Contains(out, "status: NOERROR") || !strings.Contains(out, keep) {
+			t.Fatalf("dig %s: want %s kept: %v\n%s", qtype, keep, err, out)
+		}
+		for _, bad := range []string{"198.18.0.5", "192.0.0.170", "240.0.0.1", "255.255.255.255", "100::1", "2001:2::1", "5f00::1"} {
+			if strings.Contains(out, "\t"+bad+"\n") {
+				t.Errorf("dig %s: %s answered:\n%s", qtype, bad, out)
+			}
+		}
+	}
 }

@@ -29,8 +29,8 @@ func (v Verdict) String() string {
 type Reason uint8
 
 // The reasons. The zero Reason is none of them, so that a zero Decision
-// neither allows nor asks for a name. ReasonNoName, ReasonUnknownSource and
-// ReasonNotResolved are not produced by this package: the proxy and the
+// neither allows nor asks for a name. ReasonNoName, ReasonUnknownSource,
+// ReasonNotResolved and ReasonUnsafeHTTP are not produced by this package: the proxy and the
 // resolver use them for flows they refuse before or after asking the policy.
 const (
 	reasonUnset         Reason = iota
@@ -46,6 +46,7 @@ const (
 	ReasonNotResolved          // the allowed name has no usable address
 	ReasonProtectHost          // the address is the host's own (host.protect_host)
 	ReasonIsolated             // the address is another sandbox's (host.isolate_sandboxes)
+	ReasonUnsafeHTTP           // a plain-HTTP request the upstream could read otherwise (CONNECT, Upgrade, smuggling-prone body)
 	numReasons
 )
 
@@ -63,6 +64,7 @@ var reasonNames = [numReasons]string{
 	ReasonNotResolved:   "not-resolved",
 	ReasonProtectHost:   "protect-host",
 	ReasonIsolated:      "isolate-sandboxes",
+	ReasonUnsafeHTTP:    "unsafe-http",
 }
 
 func (r Reason) String() string {
@@ -144,6 +146,8 @@ func (d Decision) String() string {
 		return v + d.addr() + " is an address of this host (" + d.Rule() + ")"
 	case ReasonIsolated:
 		return v + d.addr() + " belongs to another sandbox (" + d.Rule() + ")"
+	case ReasonUnsafeHTTP:
+		return v + "request to " + d.subject() + " could reach the upstream unchecked (CONNECT, Upgrade or a body a backend could read as a request)"
 	}
 	return v + d.Reason.String() + " " + d.subject()
 }

@@ -194,13 +194,19 @@ func (g *httpFlow) finish(err error) {
 			err = io.ErrUnexpectedEOF
 		}
 		d := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}
-		if g.denial != nil {
+		switch {
+		case g.denial != nil:
 			d = *g.denial
+		case unsafeHTTP(err):
+			d.Reason = policy.ReasonUnsafeHTTP
 		}
 		writeForbidden(f.client, d)
 		g.s.endFlow(f, d, err)
 		f.client.Close()
 		return
+	}
+	if unsafeHTTP(err) && g.denial == nil {
+		g.denial = &policy.Decision{Reason: policy.ReasonUnsafeHTTP, Name: g.host, Addr: f.dst.Addr()}
 	}
 	if err == nil {
 		g.remote.CloseWrite()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -24,8 +25,15 @@ var (
 	errHTTPMalformed  = errors.New("malformed HTTP/1.x request")
 	errConnectRefused = errors.New("CONNECT refused: the tunnel would pass unchecked")
 	errUpgradeRefused = errors.New("Upgrade refused: the upgraded stream would pass unchecked")
+	errBodyRefused    = errors.New("body refused: a backend that ignored its framing could read it as a request")
 	errLineTooLong    = errors.New("line too long")
 )
+
+// unsafeHTTP reports whether err refused a request that is well formed but
+// could reach the upstream as something the gate did not check.
+func unsafeHTTP(err error) bool {
+	return errors.Is(err, errConnectRefused) || errors.Is(err, errUpgradeRefused) || errors.Is(err, errBodyRefused)
+}
 
 // gateHTTP forwards HTTP/1.x requests from client to upstream, one at a time, calling check(host) with the
 // request's Host before its head is forwarded. It follows bodies (Content-Length, chunked incl. trailers) to find
@@ -70,6 +78,9 @@ func (g *httpGate) run(check func(string) error) error {
 		}
 		if err := g.emit(head); err != nil {
 			return err
+		}
+		if err := g.checkBodyStart(req.bodyLen); err != nil {
+			return fmt.Errorf("http: host %q: %w", req.host, err)
 		}
 		if req.bodyLen >= 0 {
 			err = g.copyBody(req.bodyLen)
@@ -163,6 +174,91 @@ func (g *httpGate) readHead() ([]byte, error) {
 
 func isEmptyLine(l []byte) bool {
 	return len(l) == 1 || (len(l) == 2 && l[0] == '\r')
+}
+
+// Bodies and request smuggling (CL.0). A backend that does not expect a
+// body (many skip it on GET, Python's http.server on any method it does
+// not implement) reads the body's bytes as the next request, whose Host
+// the gate never checked. So:
+//
+//   - on a method that defines no body semantics (GET, HEAD, DELETE,
+//     OPTIONS, TRACE) a body is refused outright, before anything of the
+//     request goes upstream;
+//   - on any other method, the body must not start like a request line:
+//     after what a lenient parser skips (CR, LF, SP, HTAB), an upper-case
+//     token and a space ("GET /…", "POST http://…"). The check reads the
+//     body as it is on the wire (a chunked body's first chunk-size line),
+//     which is what a backend that ignored the framing would read.
+//
+// Well-formed bodies (JSON, forms, uploads) never start that way.
+
+// bodilessMethods define no semantics for a request body (RFC 9110 §9.3).
+var bodilessMethods = []string{"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}
+
+// maxBodyLead bounds the CR, LF, SP and HTAB a body may start with.
+const maxBodyLead = 16
+
+// checkBodyStart refuses a body (of n bytes, -1: chunked) whose first
+// bytes could be read as a request line. It reads no further than needed
+// to tell, and never past the body's end.
+func (g *httpGate) checkBodyStart(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	for k := 1; ; k++ {
+		if n > 0 && int64(k) > n {
+			return nil // the whole body, and no request line in it
+		}
+		if g.in.Buffered() < k {
+			if err := g.flush(); err != nil {
+				return err
+			}
+		}
+		p, err := g.in.Peek(k)
+		if err != nil {
+			return fmt.Errorf("body: %w", noEOF(err))
+		}
+		switch requestLike(p) {
+		case likeRequest:
+			return fmt.Errorf("body starts %q: %w", p, errBodyRefused)
+		case notRequest:
+			return nil
+		}
+	}
+}
+
+type likeness int
+
+const (
+	undecided likeness = iota
+	likeRequest
+	notRequest
+)
+
+// requestLike tells whether p, the first bytes of a body, starts like a
+// request line, or cannot tell yet.
+func requestLike(p []byte) likeness {
+	i := 0
+	for i < len(p) && (p[i] == '\r' || p[i] == '\n' || p[i] == ' ' || p[i] == '\t') {
+		i++
+	}
+	if i > maxBodyLead {
+		return likeRequest // a lenient parser skips them: refuse rather than guess
+	}
+	start := i
+	for i < len(p) && (p[i] >= 'A' && p[i] <= 'Z' || p[i] == '-' || p[i] == '_') {
+		i++
+	}
+	switch {
+	case i == len(p):
+		if i-start > 32 {
+			return notRequest // no method is that long
+		}
+		return undecided
+	case i > start && p[i] == ' ':
+		return likeRequest
+	}
+	return notRequest
 }
 
 // copyBody passes on n body bytes.
@@ -357,6 +453,9 @@ func parseRequestHead(head []byte) (httpRequest, error) {
 		return req, fmt.Errorf("http: Transfer-Encoding in HTTP/1.0: %w", errHTTPMalformed)
 	case chunked:
 		req.bodyLen = -1
+	}
+	if req.bodyLen != 0 && slices.Contains(bodilessMethods, string(method)) {
+		return req, fmt.Errorf("http: %s with a body: %w", method, errBodyRefused)
 	}
 	req.host, err = requestHost(method, target, host, hosts, minor)
 	return req, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/egressd/egressd/policy"
 )
 
 // Ruleset is a validated, normalised set of sandboxes, ports and host
@@ -193,7 +195,7 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 		modes []Mode
 		needs func(Host) bool
 	}{
-		{"deny", sb.DenyCIDRs, []Mode{ModeAllowAll, ModeCustom}, always},
+		{"deny", withEmbedding(sb.DenyCIDRs), []Mode{ModeAllowAll, ModeCustom}, always},
 		{"allow", sb.AllowCIDRs, []Mode{ModeCustom}, always},
 		{"exact", filter(sb.AllowCIDRs, netip.Prefix.IsSingleIP), []Mode{ModeCustom}, protectHost},
 		{"named", named, []Mode{ModeCustom}, isolateSandboxes},
@@ -271,6 +273,18 @@ func (r *Ruleset) elements(si int) []element {
 				out = append(out, e)
 			}
 		}
+	}
+	return out
+}
+
+// withEmbedding adds to ps, for each IPv4 prefix, the IPv6 prefixes whose
+// addresses embed it (NAT64, 6to4, Teredo server, mapped, compatible:
+// policy.EmbeddingPrefixes), so that deny_cidrs stops UDP and ICMP to
+// those forms in the kernel as the proxy does for TCP.
+func withEmbedding(ps []netip.Prefix) []netip.Prefix {
+	out := slices.Clone(ps)
+	for _, p := range ps {
+		out = append(out, policy.EmbeddingPrefixes(p)...)
 	}
 	return out
 }

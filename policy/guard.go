@@ -71,10 +71,7 @@ func (s *Set) Guarded(sb *Sandbox, a netip.Addr) (Decision, bool) {
 // candidates is a and, for an IPv6 address that embeds an IPv4 one, that
 // IPv4 address too: NAT64 or 6to4 would deliver the flow there.
 func candidates(a netip.Addr) []netip.Addr {
-	if v4, ok := embedded(a); ok {
-		return []netip.Addr{a, v4}
-	}
-	return []netip.Addr{a}
+	return append([]netip.Addr{a}, Embedded(a)...)
 }
 
 func (s *Set) guarded(sb *Sandbox, a netip.Addr) (Decision, bool) {

@@ -41,15 +41,21 @@ var internalPrefixes = []netip.Prefix{
 }
 
 // embeddedIPv4 are IPv6 forms that carry an IPv4 address in a known place:
-// such an address is judged as the IPv4 address it leads to as well.
+// such an address is judged as the IPv4 address it leads to as well, by
+// deny_cidrs, the guard and the internal ranges alike (one rule
+// everywhere, Embedded).
 var embeddedIPv4 = []struct {
 	prefix netip.Prefix
-	at     int // byte offset of the IPv4 address
+	at     int  // byte offset of the IPv4 address
+	xor    bool // stored inverted (Teredo's client address)
 }{
-	{netip.MustParsePrefix("::ffff:0:0/96"), 12}, // IPv4-mapped
-	{netip.MustParsePrefix("::/96"), 12},         // IPv4-compatible (deprecated)
-	{netip.MustParsePrefix("64:ff9b::/96"), 12},  // NAT64 well-known prefix
-	{netip.MustParsePrefix("2002::/16"), 2},      // 6to4
+	{netip.MustParsePrefix("::ffff:0:0/96"), 12, false},  // IPv4-mapped
+	{netip.MustParsePrefix("::/96"), 12, false},          // IPv4-compatible (deprecated)
+	{netip.MustParsePrefix("64:ff9b::/96"), 12, false},   // NAT64 well-known prefix (RFC 6052)
+	{netip.MustParsePrefix("64:ff9b:1::/48"), 12, false}, // NAT64 local use (RFC 8215), in its /96 layout
+	{netip.MustParsePrefix("2002::/16"), 2, false},       // 6to4
+	{netip.MustParsePrefix("2001::/32"), 4, false},       // Teredo server (RFC 4380)
+	{netip.MustParsePrefix("2001::/32"), 12, true},       // Teredo client, obfuscated
 }
 
 // IsInternal reports whether a is in one of the internal ranges, directly
@@ -59,8 +65,13 @@ func IsInternal(a netip.Addr) bool {
 	if inInternal(a) {
 		return true
 	}
-	v4, ok := embedded(a)
-	return ok && inInternal(v4)
+	v4s, n := embedded(a)
+	for _, v4 := range v4s[:n] {
+		if inInternal(v4) {
+			return true
+		}
+	}
+	return false
 }
 
 func inInternal(a netip.Addr) bool {
@@ -72,18 +83,55 @@ func inInternal(a netip.Addr) bool {
 	return false
 }
 
-// embedded returns the IPv4 address an IPv6 address carries, if any.
-func embedded(a netip.Addr) (netip.Addr, bool) {
+// Embedded returns the IPv4 addresses an IPv6 address carries (none, one,
+// or Teredo's two): where NAT64, 6to4 or a relay would deliver it.
+func Embedded(a netip.Addr) []netip.Addr {
+	v4s, n := embedded(a)
+	return v4s[:n:n]
+}
+
+// embedded is Embedded without allocating.
+func embedded(a netip.Addr) (v4s [2]netip.Addr, n int) {
+	a = a.WithZone("")
 	if !a.Is6() {
-		return netip.Addr{}, false
+		return v4s, 0
 	}
 	b := a.As16()
 	for _, e := range embeddedIPv4 {
-		if e.prefix.Contains(a) {
-			return netip.AddrFrom4([4]byte(b[e.at : e.at+4])), true
+		if n < len(v4s) && e.prefix.Contains(a) {
+			v4 := [4]byte(b[e.at : e.at+4])
+			if e.xor {
+				for i := range v4 {
+					v4[i] ^= 0xff
+				}
+			}
+			v4s[n] = netip.AddrFrom4(v4)
+			n++
 		}
 	}
-	return netip.Addr{}, false
+	return v4s, n
+}
+
+// EmbeddingPrefixes returns the IPv6 prefixes whose addresses embed an
+// address of p (IPv4) at a fixed place, for rules that match prefixes
+// (kernel sets): the forms of embeddedIPv4 whose IPv4 address follows the
+// prefix directly. Teredo's client and NAT64 local use, with bits between
+// the prefix and the IPv4 address, cannot be written as a prefix.
+func EmbeddingPrefixes(p netip.Prefix) []netip.Prefix {
+	if !p.Addr().Is4() {
+		return nil
+	}
+	v4 := p.Masked().Addr().As4()
+	var out []netip.Prefix
+	for _, e := range embeddedIPv4 {
+		if e.xor || e.at*8 != e.prefix.Bits() {
+			continue
+		}
+		b := e.prefix.Addr().As16()
+		copy(b[e.at:], v4[:])
+		out = append(out, netip.PrefixFrom(netip.AddrFrom16(b), e.prefix.Bits()+p.Bits()))
+	}
+	return out
 }
 
 // NameMayReach reports whether a flow or an answer for a name that
@@ -93,11 +141,6 @@ func embedded(a netip.Addr) (netip.Addr, bool) {
 func (p *Policy) NameMayReach(a netip.Addr, blockPrivate bool) bool {
 	if _, denied := p.DeniedAddr(a); denied {
 		return false
-	}
-	if v4, ok := embedded(a.Unmap()); ok {
-		if _, denied := p.DeniedAddr(v4); denied {
-			return false
-		}
 	}
 	if blockPrivate && IsInternal(a) {
 		return p.DecideAddr(a).Reason == ReasonAllowCIDR

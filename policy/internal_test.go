@@ -84,3 +84,54 @@ func TestNameMayReach(t *testing.T) {
 		}
 	}
 }
+
+// TestDenyEmbeddedIPv4: deny_cidrs judges every IPv6 form that carries
+// an IPv4 address as that address, in every mode and on the raw path.
+func TestDenyEmbeddedIPv4(t *testing.T) {
+	for _, mode := range []Mode{ModeAllowAll, ModeCustom} {
+		p, err := Compile(Spec{Mode: mode, DenyCIDRs: []string{"198.51.100.128/25"}, AllowCIDRs: allowFor(mode, "::/0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			addr   string
+			denied bool
+		}{
+			{"64:ff9b::c633:6482", true},      // NAT64 of 198.51.100.130, the address
+			{"64:ff9b:1::c633:6482", true},    // NAT64 local use
+			{"::ffff:198.51.100.130", true},   // mapped
+			{"::198.51.100.130", true},        // compatible
+			{"2002:c633:6482::1", true},       // 6to4
+			{"2001:0:c633:6482::1", true},     // Teredo server
+			{"2001:0:1:1::39cc:9b7d", true},   // Teredo client: ^0x39cc9b7d = 198.51.100.130
+			{"64:ff9b::c633:640a", false},     // NAT64 of 198.51.100.10
+			{"2001:db8::c633:6482", false},    // not a form that embeds
+			{"2001:0:c633:640a::c633:640a", false},
+		} {
+			d := p.DecideAddr(netip.MustParseAddr(tt.addr))
+			if got := d.Reason == ReasonDenyCIDR; got != tt.denied {
+				t.Errorf("%s: %s: %v, want denied %v", mode, tt.addr, d, tt.denied)
+			}
+		}
+	}
+}
+
+func allowFor(m Mode, cidr string) []string {
+	if m == ModeCustom {
+		return []string{cidr}
+	}
+	return nil
+}
+
+func TestEmbeddingPrefixes(t *testing.T) {
+	got := EmbeddingPrefixes(netip.MustParsePrefix("198.51.100.128/25"))
+	want := []string{"::ffff:198.51.100.128/121", "::198.51.100.128/121", "64:ff9b::c633:6480/121", "2002:c633:6480::/41", "2001:0:c633:6480::/57"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != netip.MustParsePrefix(want[i]) {
+			t.Errorf("[%d] = %s, want %s", i, got[i], want[i])
+		}
+	}
+}

@@ -158,7 +158,7 @@ func (p *Policy) CIDRs() (allow, deny []netip.Prefix) { return p.allow.list, p.d
 // IPv4 address they carry. It allocates nothing.
 func (p *Policy) DecideAddr(dst netip.Addr) Decision {
 	dst = dst.Unmap().WithZone("")
-	if pfx, ok := p.deny.lookup(dst); ok {
+	if pfx, ok := p.DeniedAddr(dst); ok {
 		return Decision{Verdict: Deny, Reason: ReasonDenyCIDR, Addr: dst, Prefix: pfx}
 	}
 	switch p.mode {
@@ -208,7 +208,19 @@ func (p *Policy) DecideName(name string) Decision {
 	return Decision{Verdict: Deny, Reason: ReasonNoMatch, Name: n}
 }
 
-// DeniedAddr reports whether a is inside deny_cidrs and which prefix matched.
+// DeniedAddr reports whether a is inside deny_cidrs and which prefix
+// matched: a itself, or an IPv4 address it embeds (NAT64, 6to4, Teredo,
+// mapped, compatible: Embedded), which is where it would lead.
 func (p *Policy) DeniedAddr(a netip.Addr) (netip.Prefix, bool) {
-	return p.deny.lookup(a.Unmap().WithZone(""))
+	a = a.Unmap().WithZone("")
+	if pfx, ok := p.deny.lookup(a); ok {
+		return pfx, true
+	}
+	v4s, n := embedded(a)
+	for _, v4 := range v4s[:n] {
+		if pfx, ok := p.deny.lookup(v4); ok {
+			return pfx, true
+		}
+	}
+	return netip.Prefix{}, false
 }

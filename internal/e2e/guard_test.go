@@ -621,3 +621,35 @@ func TestGuardRulesRestoredAfterFlush(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	e.noEvents("flushed")
 }
+
+// TestDenyCIDRsNAT64: deny_cidrs stops the NAT64 form of a denied IPv4
+// address (64:ff9b::c633:6482 = 198.51.100.130) over TCP and UDP in
+// allow-all, where the raw path and the kernel sets judge it, and check
+// says so; the NAT64 form of an address outside deny_cidrs passes.
+func TestDenyCIDRsNAT64(t *testing.T) {
+	e := newIdleEnv(t, `
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+mode      = "allow-all"
+deny_cidrs = ["198.51.100.128/25"]
+`)
+	e.tp.AddInternetAddr("64:ff9b::c633:6482/128", "64:ff9b::c633:640a/128")
+	e.start()
+	rec := e.in.rec
+	sb := e.tp.Sandbox
+	probes{
+		e.tcpProbe(sb, "[64:ff9b::c633:640a]:9000", rec, "nat64-ok-tcp"),
+		e.udpProbe(sb, "[64:ff9b::c633:640a]:9001", rec, "nat64-ok-udp"),
+	}.reach(t, "NAT64 form of an address outside deny_cidrs")
+	probes{
+		e.tcpProbe(sb, "[64:ff9b::c633:6482]:9000", rec, "nat64-deny-tcp"),
+		e.udpProbe(sb, "[64:ff9b::c633:6482]:9001", rec, "nat64-deny-udp"),
+		e.tcpProbe(sb, "[::ffff:198.51.100.130]:9000", rec, "mapped-deny-tcp"),
+	}.none(t, "NAT64 form of a deny_cidrs address")
+	out, err := e.egressd("check", "-config", e.config, "-sandbox", "sb1", "64:ff9b::c633:6482")
+	if err == nil || !strings.Contains(out, "deny") || !strings.Contains(out, "198.51.100.128/25") {
+		t.Errorf("check 64:ff9b::c633:6482: %v: %s", err, out)
+	}
+}

@@ -5,11 +5,15 @@ import (
 )
 
 // internetRanges are the only ranges AddInternetAddr accepts: documentation
-// ranges, so a test can never pretend to be a real host.
+// ranges, so a test can never pretend to be a real host, and their NAT64
+// forms (64:ff9b::198.51.100.0/120, …), which stand for a NAT64 gateway
+// in front of them.
 var internetRanges = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"),
 	netip.MustParsePrefix("203.0.113.0/24"),
 	netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("64:ff9b::c633:6400/120"),
+	netip.MustParsePrefix("64:ff9b::cb00:7100/120"),
 }
 
 // AddInternetAddr adds server addresses (such as "198.51.100.77/32" or

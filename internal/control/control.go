@@ -71,6 +71,10 @@ type Hooks struct {
 	// Bridge turns on bridge netfilter for a bridge that is a sandbox
 	// interface (hostnet.EnsureBridgeNetfilter); nil skips that.
 	Bridge func(name string) (changed bool, err error)
+	// LoopbackResolver names a loopback nameserver of the host's
+	// resolv.conf (hostnet.LoopbackResolver), "" if none; nil skips the
+	// warning it feeds.
+	LoopbackResolver func() string
 }
 
 // Component is a part of the data path that judges flows with a set.
@@ -98,6 +102,8 @@ type Controller struct {
 	comps     []Component
 	log       *zap.Logger
 	snap      atomic.Pointer[snapshot]
+
+	warnedLoopbackDNS atomic.Bool
 }
 
 // snapshot is what readers see: the set in force and, for each sandbox,
@@ -236,8 +242,24 @@ func (c *Controller) bridges(sbs []*policy.Sandbox, links []hostnet.Link) error 
 				"so that egressd judges frames between its ports; host-wide net.bridge sysctls untouched",
 				zap.String("bridge", name), zap.String("sandbox", sb.Name))
 		}
+		c.warnLoopbackDNS(name)
 	}
 	return nil
+}
+
+// warnLoopbackDNS warns, once, that Docker would send the DNS of
+// containers on a bridge past egressd when the host's resolver is a
+// loopback address (docs/deploy.md).
+func (c *Controller) warnLoopbackDNS(bridge string) {
+	if c.hooks.LoopbackResolver == nil || c.warnedLoopbackDNS.Swap(true) {
+		return
+	}
+	if ns := c.hooks.LoopbackResolver(); ns != "" {
+		c.log.Warn("the host's resolver is a loopback address: if this bridge is a Docker network, Docker's embedded DNS "+
+			"forwards its containers' queries from the host's namespace, past egressd; set a non-loopback \"dns\" "+
+			"in /etc/docker/daemon.json (or --dns per container) so they leave from the container",
+			zap.String("bridge", bridge), zap.String("nameserver", ns))
+	}
 }
 
 // CheckBridges repeats bridges for every sandbox: a bridge created, or

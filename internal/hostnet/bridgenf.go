@@ -3,6 +3,7 @@ package hostnet
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,4 +44,24 @@ func EnsureBridgeNetfilter(name string) (changed bool, err error) {
 		changed = true
 	}
 	return changed, nil
+}
+
+// LoopbackResolver returns the first nameserver of /etc/resolv.conf that is
+// a loopback address ("127.0.0.53", systemd-resolved's), or "". Docker's
+// embedded resolver forwards its containers' queries to such a server from
+// the host's own namespace, where egressd never sees them.
+func LoopbackResolver() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil && a.Unmap().IsLoopback() {
+				return f[1]
+			}
+		}
+	}
+	return ""
 }

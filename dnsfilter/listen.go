@@ -13,9 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxInflight bounds the UDP queries being answered at once; beyond it
-// queries are dropped (and counted), as an overloaded resolver would.
-const maxInflight = 4096
+// maxInflight bounds the UDP queries waiting for upstream at once, and
+// maxInflightPerSandbox one sandbox's share of them; beyond either,
+// queries are dropped (and counted), as an overloaded resolver would. A
+// sandbox flooding names whose servers never answer fills its own share
+// only: it takes 16 such sandboxes to fill the whole.
+const (
+	maxInflight           = 4096
+	maxInflightPerSandbox = 256
+)
 
 // udpRcvBuf is the UDP listeners' receive buffer: a few thousand queries.
 const udpRcvBuf = 4 << 20

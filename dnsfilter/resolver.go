@@ -49,7 +49,7 @@ type Resolver struct {
 	udp        []*net.UDPConn
 	tcp        []*net.TCPListener
 	raw4, raw6 *net.IPConn
-	inflight   chan struct{} // bounds concurrent UDP queries
+	inflight   *budget // UDP queries waiting for upstream, per sandbox
 }
 
 // NewResolver returns a resolver that answers the sandboxes of set.
@@ -69,7 +69,7 @@ func NewResolver(opts Options, set *policy.Set) *Resolver {
 		cache:    newAnswerCache(opts.CacheSize),
 		fast:     newFastCache(opts.CacheSize),
 		now:      time.Now,
-		inflight: make(chan struct{}, maxInflight),
+		inflight: newBudget(maxInflightPerSandbox, maxInflight),
 	}
 	r.binds = newBindings(opts.MaxBindingsPerSandbox, &r.sandboxes)
 	r.sandboxes.Store(set)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -21,9 +20,10 @@ const (
 	tcpWrite      = 5 * time.Second
 	maxTCPQueries = 1000
 	maxTCPConns   = 1024
-	// maxTCPConnsPerSource keeps one sandbox's idle connections from
-	// taking every slot of maxTCPConns from the others.
-	maxTCPConnsPerSource = 64
+	// maxTCPConnsPerSandbox keeps one sandbox's idle connections from
+	// taking every slot of maxTCPConns from the others, whatever number
+	// of source addresses it has.
+	maxTCPConnsPerSandbox = 64
 )
 
 // serveTCP accepts connections on ln until it is closed. A TPROXY'd
@@ -41,7 +41,7 @@ func (r *Resolver) serveTCP(ctx context.Context, ln *net.TCPListener, conns *con
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if !conns.add(c) {
+		if !conns.add(c, r.sandboxOf(addrPortOf(c.RemoteAddr()).Addr())) {
 			r.stats.dropped.Add(1)
 			c.Close()
 			continue
@@ -79,38 +79,35 @@ func (r *Resolver) handleTCP(ctx context.Context, c *net.TCPConn, conns *connSet
 	}
 }
 
-// connSet tracks open TCP connections, in all and per source address, so
-// that limits hold and shutdown can close them.
+// connSet tracks open TCP connections, by sandbox, so that the limits
+// hold and shutdown can close them.
 type connSet struct {
-	mu     sync.Mutex
-	conns  map[*net.TCPConn]netip.Addr
-	perSrc map[netip.Addr]int
-	done   bool
+	slots *budget
+
+	mu    sync.Mutex
+	conns map[*net.TCPConn]string // → sandbox
+	done  bool
 }
 
 func newConnSet() *connSet {
-	return &connSet{conns: make(map[*net.TCPConn]netip.Addr), perSrc: make(map[netip.Addr]int)}
+	return &connSet{slots: newBudget(maxTCPConnsPerSandbox, maxTCPConns), conns: make(map[*net.TCPConn]string)}
 }
 
-func (s *connSet) add(c *net.TCPConn) bool {
-	src := addrPortOf(c.RemoteAddr()).Addr()
+func (s *connSet) add(c *net.TCPConn, sandbox string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done || len(s.conns) >= maxTCPConns || s.perSrc[src] >= maxTCPConnsPerSource {
+	if s.done || !s.slots.take(sandbox) {
 		return false
 	}
-	s.conns[c] = src
-	s.perSrc[src]++
+	s.conns[c] = sandbox
 	return true
 }
 
 func (s *connSet) remove(c *net.TCPConn) {
 	s.mu.Lock()
-	if src, ok := s.conns[c]; ok {
+	if sandbox, ok := s.conns[c]; ok {
 		delete(s.conns, c)
-		if s.perSrc[src]--; s.perSrc[src] == 0 {
-			delete(s.perSrc, src)
-		}
+		s.slots.give(sandbox)
 	}
 	s.mu.Unlock()
 	c.Close()

@@ -5,9 +5,10 @@ import (
 	"testing"
 )
 
-// TestConnSetPerSource: one source address gets at most
-// maxTCPConnsPerSource connections; another source still gets in.
-func TestConnSetPerSource(t *testing.T) {
+// TestConnSetPerSandbox: one sandbox gets at most
+// maxTCPConnsPerSandbox connections, whatever its source addresses; another
+// sandbox still gets in.
+func TestConnSetPerSandbox(t *testing.T) {
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -30,23 +31,24 @@ func TestConnSetPerSource(t *testing.T) {
 	}
 	set := newConnSet()
 	var first *net.TCPConn
-	for i := range maxTCPConnsPerSource {
-		c := accept(net.IPv4(127, 0, 0, 1))
-		if !set.add(c) {
+	// One sandbox, many source addresses (a /120, say): one share.
+	for i := range maxTCPConnsPerSandbox {
+		c := accept(net.IPv4(127, 0, 0, byte(1+i%8)))
+		if !set.add(c, "wide") {
 			t.Fatalf("connection %d refused", i+1)
 		}
 		if first == nil {
 			first = c
 		}
 	}
-	if set.add(accept(net.IPv4(127, 0, 0, 1))) {
-		t.Fatal("connection over the per-source limit accepted")
+	if set.add(accept(net.IPv4(127, 0, 0, 9)), "wide") {
+		t.Fatal("connection over the per-sandbox limit accepted from a new source address")
 	}
-	if !set.add(accept(net.IPv4(127, 0, 0, 2))) {
-		t.Fatal("another source refused")
+	if !set.add(accept(net.IPv4(127, 0, 0, 10)), "other") {
+		t.Fatal("another sandbox refused")
 	}
 	set.remove(first)
-	if !set.add(accept(net.IPv4(127, 0, 0, 1))) {
+	if !set.add(accept(net.IPv4(127, 0, 0, 1)), "wide") {
 		t.Fatal("a freed slot was not reusable")
 	}
 }

@@ -146,22 +146,31 @@ func (r *Resolver) sendBatch(raw batchConn, ms []ipv4.Message) {
 }
 
 // deferUDP answers a query that needs upstream in its own goroutine, or
-// drops it when maxInflight are already waiting.
+// drops it when its sandbox, or all of them, already have as many waiting
+// as they may (maxInflightPerSandbox, maxInflight).
 func (r *Resolver) deferUDP(ctx context.Context, pkt []byte, from, dst netip.AddrPort, wg *sync.WaitGroup) {
-	select {
-	case r.inflight <- struct{}{}:
-	default:
+	sandbox := r.sandboxOf(from.Addr())
+	if !r.inflight.take(sandbox) {
 		r.stats.dropped.Add(1) // overloaded
 		return
 	}
 	wg.Add(1)
-	go r.handleUDP(ctx, pkt, from, dst, wg)
+	go r.handleUDP(ctx, pkt, from, dst, sandbox, wg)
+}
+
+// sandboxOf names the sandbox src belongs to ("" for none), the key of
+// the per-sandbox budgets.
+func (r *Resolver) sandboxOf(src netip.Addr) string {
+	if sb, ok := r.sandboxes.Load().BySource(src); ok {
+		return sb.Name
+	}
+	return ""
 }
 
 // handleUDP answers one datagram that may wait for upstream.
-func (r *Resolver) handleUDP(ctx context.Context, pkt []byte, from, dst netip.AddrPort, wg *sync.WaitGroup) {
+func (r *Resolver) handleUDP(ctx context.Context, pkt []byte, from, dst netip.AddrPort, sandbox string, wg *sync.WaitGroup) {
 	defer wg.Done()
-	defer func() { <-r.inflight }()
+	defer r.inflight.give(sandbox)
 	out := r.answerWire(ctx, from.Addr(), pkt, false)
 	if out == nil {
 		return

@@ -53,6 +53,7 @@ var (
 	errShuttingDown = errors.New("egressd is shutting down")
 	errHostChanged  = errors.New("host differs from the connection's first request")
 	errCut          = errors.New("cut by a policy change")
+	errIdle         = errors.New("no byte either way for proxy.idle_timeout")
 )
 
 // admit records f's admission, decided with set. If a policy change

@@ -29,8 +29,12 @@ const (
 // decision that cut it.
 func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
 	msg := "flow"
-	if cut, cutErr := f.ending(d); cutErr != nil {
-		d, err, msg = cut, cutErr, "flow cut by policy change"
+	switch end, why := f.ending(d); why {
+	case errCut:
+		d, err, msg = end, why, "flow cut by policy change"
+	case errIdle:
+		err, msg = why, "flow closed: idle"
+		s.stats.idle.Add(1)
 	}
 	s.flows.remove(f)
 	s.stats.count(f, d)

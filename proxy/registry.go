@@ -26,6 +26,12 @@ type flow struct {
 	admitted bool             // decided; name and decision are final
 	killed   bool             // closed by kill; no remote may be set
 	cutBy    *policy.Decision // the policy change that cut the flow, if any
+	idle     bool             // closed by the idle sweep
+
+	// The idle sweep's own, touched by no one else: the bytes the flow had
+	// carried at the last sweep, and since when that count has not moved.
+	sweptBytes int64
+	quietSince time.Time
 }
 
 // FlowInfo is a snapshot of a live flow.
@@ -82,13 +88,24 @@ func (f *flow) cut(d policy.Decision) {
 	f.kill()
 }
 
-// ending returns the decision f ends with: d, or the policy change's that
-// cut it.
+// closeIdle kills f because it carried nothing for proxy.idle_timeout.
+func (f *flow) closeIdle() {
+	f.mu.Lock()
+	f.idle = true
+	f.mu.Unlock()
+	f.kill()
+}
+
+// ending returns the decision f ends with, d or the policy change's that
+// cut it, and why it was closed early, if it was.
 func (f *flow) ending(d policy.Decision) (policy.Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.cutBy != nil {
+	switch {
+	case f.cutBy != nil:
 		return *f.cutBy, errCut
+	case f.idle:
+		return d, errIdle
 	}
 	return d, nil
 }

@@ -22,6 +22,10 @@ import (
 const (
 	relayBufSize = 32 << 10
 	spliceAfter  = 256 << 10
+	// spliceChunk is how much one splice call moves before the flow's
+	// byte count is brought up to date (the idle sweep and /v1/connections
+	// read it); net's splice takes a pipe for each call and returns it after.
+	spliceChunk = 4 << 20
 )
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
@@ -41,9 +45,16 @@ func relay(dst, src *net.TCPConn, count *atomic.Int64) error {
 			return err
 		}
 	}
-	n, err := io.Copy(dst, src)
-	count.Add(n)
-	return err
+	for {
+		n, err := io.CopyN(dst, src, spliceChunk)
+		count.Add(n)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // reader is one direction's read state, reused for every read.

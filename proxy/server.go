@@ -33,6 +33,7 @@ type Options struct {
 	PeekTimeout        time.Duration // wait for a ClientHello or request head
 	DialTimeout        time.Duration // upstream connect timeout
 	ShutdownTimeout    time.Duration // how long live flows may drain on stop
+	IdleTimeout        time.Duration // close admitted flows quiet for this long; 0: never
 	MaxConnsPerSandbox int
 	Resolver           Resolver
 	Bindings           Bindings // optional
@@ -85,6 +86,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, len(s.lns))
 	for _, ln := range s.lns {
 		go s.acceptLoop(ctx, ln, errc)
+	}
+	if s.opts.IdleTimeout > 0 {
+		go s.sweepIdle(ctx)
 	}
 	var err error
 	select {
@@ -199,3 +203,38 @@ func (s *Server) Addrs() []net.Addr {
 }
 
 func (s *Server) String() string { return fmt.Sprintf("proxy on port %d", s.opts.Port) }
+
+// sweepIdle closes admitted flows that carried no byte either way for
+// IdleTimeout, checking every quarter of it (between 1 s and 30 s): a
+// flow is closed at most two checks later than IdleTimeout after its last
+// byte. Flows still peeking have their own PeekTimeout.
+func (s *Server) sweepIdle(ctx context.Context) {
+	every := min(max(s.opts.IdleTimeout/4, time.Second), 30*time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, f := range s.flows.list() {
+				s.sweep(f, now)
+			}
+		}
+	}
+}
+
+func (s *Server) sweep(f *flow, now time.Time) {
+	f.mu.Lock()
+	admitted := f.admitted
+	f.mu.Unlock()
+	if !admitted {
+		return
+	}
+	switch total := f.up.Load() + f.down.Load(); {
+	case f.quietSince.IsZero() || total != f.sweptBytes:
+		f.sweptBytes, f.quietSince = total, now
+	case now.Sub(f.quietSince) >= s.opts.IdleTimeout:
+		f.closeIdle()
+	}
+}

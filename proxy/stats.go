@@ -13,12 +13,13 @@ type Stats struct {
 	Allowed   uint64 // flows admitted and forwarded
 	Denied    uint64 // flows refused (reset or 403)
 	Cut       uint64 // admitted flows closed because a policy change denies them
+	Idle      uint64 // admitted flows closed by proxy.idle_timeout
 	BytesUp   uint64 // sandbox → upstream, of ended flows
 	BytesDown uint64 // upstream → sandbox, of ended flows
 }
 
 type counters struct {
-	allowed, denied, cut, up, down atomic.Uint64
+	allowed, denied, cut, idle, up, down atomic.Uint64
 }
 
 // count adds an ended flow to the counters.
@@ -38,6 +39,7 @@ func (s *Server) Stats() Stats {
 		Allowed:   s.stats.allowed.Load(),
 		Denied:    s.stats.denied.Load(),
 		Cut:       s.stats.cut.Load(),
+		Idle:      s.stats.idle.Load(),
 		BytesUp:   s.stats.up.Load(),
 		BytesDown: s.stats.down.Load(),
 	}

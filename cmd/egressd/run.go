@@ -83,6 +83,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		PeekTimeout:        cfg.Proxy.PeekTimeout,
 		DialTimeout:        cfg.Proxy.DialTimeout,
 		ShutdownTimeout:    cfg.Proxy.ShutdownTimeout,
+		IdleTimeout:        cfg.Proxy.IdleTimeout,
 		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
 		Resolver:           up,
 		Bindings:           res,

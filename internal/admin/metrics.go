@@ -66,6 +66,8 @@ func collect(ctl *control.Controller, px ProxyStats, dns DNSStats) []family {
 			[]sample{{labels("verdict", "allow"), p.Allowed}, {labels("verdict", "deny"), p.Denied}}},
 		{"egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", "counter",
 			[]sample{{"", p.Cut}}},
+		{"egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", "counter",
+			[]sample{{"", p.Idle}}},
 		{"egressd_proxy_bytes_total", "Bytes of ended flows.", "counter",
 			[]sample{{labels("direction", "up"), p.BytesUp}, {labels("direction", "down"), p.BytesDown}}},
 		{"egressd_dns_queries_total", "DNS queries by outcome.", "counter", []sample{

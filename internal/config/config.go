@@ -40,6 +40,7 @@ type Proxy struct {
 	PeekTimeout        time.Duration    // wait for a ClientHello or HTTP request head
 	DialTimeout        time.Duration    // upstream connect timeout
 	ShutdownTimeout    time.Duration    // how long live flows may drain on SIGTERM
+	IdleTimeout        time.Duration    // a proxied flow with no byte either way for this long is closed; 0: never
 	MaxConnsPerSandbox int              // concurrent proxied connections per sandbox
 }
 

@@ -70,6 +70,7 @@ func TestExample(t *testing.T) {
 		PeekTimeout:        5 * time.Second,
 		DialTimeout:        5 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
+		IdleTimeout:        time.Hour,
 		MaxConnsPerSandbox: 4096,
 	}
 	if !reflect.DeepEqual(cfg.Proxy, want) {
@@ -146,6 +147,7 @@ func TestDefaults(t *testing.T) {
 			PeekTimeout:        5 * time.Second,
 			DialTimeout:        5 * time.Second,
 			ShutdownTimeout:    10 * time.Second,
+			IdleTimeout:        time.Hour,
 			MaxConnsPerSandbox: DefaultMaxConnsPerSandbox,
 		},
 		Admin: Admin{Socket: DefaultAdminSocket},

@@ -55,6 +55,7 @@ func marshal(t *testing.T, cfg *Config) []byte {
 			MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
 			DialTimeout:        cfg.Proxy.DialTimeout.String(),
 			ShutdownTimeout:    cfg.Proxy.ShutdownTimeout.String(),
+			IdleTimeout:        cfg.Proxy.IdleTimeout.String(),
 		},
 		Admin: fileAdmin{Socket: cfg.Admin.Socket, Metrics: cfg.Admin.Metrics},
 		State: fileState{Dir: cfg.State.Dir},

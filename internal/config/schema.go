@@ -22,6 +22,7 @@ type fileProxy struct {
 	MaxConnsPerSandbox int      `toml:"max_conns_per_sandbox"`
 	DialTimeout        string   `toml:"dial_timeout" want:"a duration string such as \"5s\""`
 	ShutdownTimeout    string   `toml:"shutdown_timeout" want:"a duration string such as \"5s\""`
+	IdleTimeout        string   `toml:"idle_timeout" want:"a duration string such as \"1h\", or \"0\" for none"`
 }
 
 type fileDNS struct {
@@ -65,6 +66,7 @@ const (
 	DefaultMaxConnsPerSandbox = 4096
 	DefaultDialTimeout        = "5s"
 	DefaultShutdownTimeout    = "10s"
+	DefaultIdleTimeout        = "1h"
 	DefaultAdminSocket        = "/run/egressd/admin.sock"
 	DefaultMetrics            = "" // off
 	DefaultStateDir           = "/var/lib/egressd"
@@ -89,6 +91,7 @@ func defaultFile() fileConfig {
 			MaxConnsPerSandbox: DefaultMaxConnsPerSandbox,
 			DialTimeout:        DefaultDialTimeout,
 			ShutdownTimeout:    DefaultShutdownTimeout,
+			IdleTimeout:        DefaultIdleTimeout,
 		},
 		Admin: fileAdmin{Socket: DefaultAdminSocket, Metrics: DefaultMetrics},
 		State: fileState{Dir: DefaultStateDir},

@@ -37,6 +37,7 @@ func (v *validator) proxy(f fileProxy) Proxy {
 		PeekTimeout:        v.duration("proxy.peek_timeout", f.PeekTimeout),
 		DialTimeout:        v.duration("proxy.dial_timeout", f.DialTimeout),
 		ShutdownTimeout:    v.duration("proxy.shutdown_timeout", f.ShutdownTimeout),
+		IdleTimeout:        v.idleTimeout(f.IdleTimeout),
 		MaxConnsPerSandbox: f.MaxConnsPerSandbox,
 	}
 	if f.TProxyPort == f.DNSPort {
@@ -69,6 +70,23 @@ func (v *validator) duration(path, s string) time.Duration {
 		v.bad(path, stringValue(path, s, `not a duration (write e.g. "5s", "1m30s")`))
 	case d <= 0:
 		v.bad(path, stringValue(path, s, "must be positive"))
+	}
+	return d
+}
+
+// idleTimeout is proxy.idle_timeout: "0" turns it off; otherwise at least
+// a second, since the sweep that enforces it runs at most once a second.
+func (v *validator) idleTimeout(s string) time.Duration {
+	const path = "proxy.idle_timeout"
+	if s == "0" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		v.bad(path, stringValue(path, s, `not a duration (write e.g. "1h", "10m", or "0" for none)`))
+	case d != 0 && d < time.Second:
+		v.bad(path, stringValue(path, s, `must be at least "1s", or "0" for none`))
 	}
 	return d
 }

@@ -83,6 +83,7 @@ type env struct {
 	proc   *exec.Cmd
 	logs   *syncBuffer
 	echo   map[string]bool // echo counters installed, by namespace and name
+	proxy  string          // extra [proxy] keys for writeConfig
 }
 
 func newEnv(t *testing.T, sandboxes string) *env {
@@ -116,6 +117,7 @@ upstream_dns = ["198.51.100.53:53"]
 peek_timeout = "2s"
 dial_timeout = "2s"
 shutdown_timeout = "2s"
+%s
 
 [admin]
 socket = %q
@@ -123,7 +125,7 @@ metrics = "127.0.0.1:9464"
 
 [state]
 dir = %q
-%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "state"), sandboxes)
+%s`, e.proxy, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "state"), sandboxes)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		e.t.Fatal(err)
 	}

@@ -383,3 +383,53 @@ func TestRebindingToHost(t *testing.T) {
 	}
 	e.noEvents("sni=host.allowed.test")
 }
+
+// TestIdleTimeout: with proxy.idle_timeout = "2s", a proxied connection
+// that goes quiet is reset for the sandbox and logged, and one that keeps
+// talking lives on.
+func TestIdleTimeout(t *testing.T) {
+	e := newIdleEnv(t, defaultSandbox)
+	e.proxy = `idle_timeout = "2s"`
+	e.writeConfig(defaultSandbox)
+	e.start()
+	quiet := e.dialSandbox(t, "198.51.100.77:9000")
+	defer quiet.Close()
+	busy := e.dialSandbox(t, "198.51.100.77:9000")
+	defer busy.Close()
+	start := time.Now()
+	fmt.Fprintf(quiet, "quiet\n")
+	closed := make(chan time.Duration, 1)
+	go func() {
+		buf := make([]byte, 64)
+		quiet.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, err := quiet.Read(buf); err != nil {
+				closed <- time.Since(start)
+				return
+			}
+		}
+	}()
+	br := bufio.NewReader(busy)
+	for i := 0; time.Since(start) < 5*time.Second; i++ {
+		if _, err := fmt.Fprintf(busy, "busy-%d\n", i); err != nil {
+			t.Fatalf("busy connection closed after %v: %v", time.Since(start), err)
+		}
+		busy.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatalf("busy connection lost its echo after %v: %v", time.Since(start), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	select {
+	case d := <-closed:
+		if d < 2*time.Second {
+			t.Errorf("quiet connection closed after %v, before idle_timeout", d)
+		}
+		t.Logf("quiet connection closed after %v (idle_timeout 2s)", d)
+	default:
+		t.Fatalf("quiet connection still open after %v with idle_timeout 2s", time.Since(start))
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"flow closed: idle"`) {
+		t.Errorf("no log line for the idle flow")
+	}
+}

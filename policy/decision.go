@@ -30,7 +30,8 @@ type Reason uint8
 
 // The reasons. The zero Reason is none of them, so that a zero Decision
 // neither allows nor asks for a name. ReasonNoName, ReasonUnknownSource,
-// ReasonNotResolved and ReasonUnsafeHTTP are not produced by this package: the proxy and the
+// ReasonNotResolved, ReasonUnsafeHTTP, ReasonMalformed, ReasonHostChanged,
+// ReasonConnLimit and ReasonDialFailed are not produced by this package: the proxy and the
 // resolver use them for flows they refuse before or after asking the policy.
 const (
 	reasonUnset         Reason = iota
@@ -47,6 +48,10 @@ const (
 	ReasonProtectHost          // the address is the host's own (host.protect_host)
 	ReasonIsolated             // the address is another sandbox's (host.isolate_sandboxes)
 	ReasonUnsafeHTTP           // a plain-HTTP request the upstream could read otherwise (CONNECT, Upgrade, smuggling-prone body)
+	ReasonMalformed            // the first bytes are neither a valid TLS ClientHello nor a valid HTTP/1.x request head
+	ReasonHostChanged          // a keep-alive request named another host than the connection's first
+	ReasonConnLimit            // the sandbox has proxy.max_conns_per_sandbox connections open
+	ReasonDialFailed           // the allowed destination did not accept the connection
 	numReasons
 )
 
@@ -65,6 +70,10 @@ var reasonNames = [numReasons]string{
 	ReasonProtectHost:   "protect-host",
 	ReasonIsolated:      "isolate-sandboxes",
 	ReasonUnsafeHTTP:    "unsafe-http",
+	ReasonMalformed:     "malformed",
+	ReasonHostChanged:   "host-changed",
+	ReasonConnLimit:     "conn-limit",
+	ReasonDialFailed:    "dial-failed",
 }
 
 func (r Reason) String() string {
@@ -148,6 +157,14 @@ func (d Decision) String() string {
 		return v + d.addr() + " belongs to another sandbox (" + d.Rule() + ")"
 	case ReasonUnsafeHTTP:
 		return v + "request to " + d.subject() + " could reach the upstream unchecked (CONNECT, Upgrade or a body a backend could read as a request)"
+	case ReasonMalformed:
+		return v + "flow to " + d.addr() + " starts with neither a valid TLS ClientHello nor a valid HTTP/1.x request"
+	case ReasonHostChanged:
+		return v + "request for " + quoteBounded(d.Name) + " on a connection opened for another host"
+	case ReasonConnLimit:
+		return v + "flow to " + d.addr() + ": the sandbox has proxy.max_conns_per_sandbox connections open"
+	case ReasonDialFailed:
+		return v + d.subject() + " did not accept the connection (flow to " + d.addr() + ")"
 	}
 	return v + d.Reason.String() + " " + d.subject()
 }

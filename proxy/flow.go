@@ -30,7 +30,7 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 	}
 	f.sandbox = sb.Name
 	if err := s.flows.add(f, s.opts.MaxConnsPerSandbox); err != nil {
-		s.refuse(f, policy.Decision{Reason: policy.ReasonNoMatch, Addr: f.dst.Addr()}, err)
+		s.refuse(f, policy.Decision{Reason: policy.ReasonConnLimit, Addr: f.dst.Addr()}, err)
 		return
 	}
 	d := set.DecideAddr(sb, f.dst.Addr())
@@ -87,9 +87,12 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 		s.inspectHTTP(ctx, f, raw)
 		return
 	}
-	noName := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}
 	if err != nil {
-		s.refuse(f, noName, err)
+		d := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()} // nothing came in time
+		if errors.Is(err, errMalformedHello) || errors.Is(err, errHelloTooLarge) {
+			d.Reason = policy.ReasonMalformed
+		}
+		s.refuse(f, d, err)
 		return
 	}
 	f.client.SetReadDeadline(time.Time{})
@@ -149,7 +152,7 @@ type httpFlow struct {
 func (g *httpFlow) check(host string) error {
 	if g.remote != nil {
 		if n, err := policy.NormalizeName(host); err != nil || n != g.host {
-			g.denial = &policy.Decision{Reason: policy.ReasonInvalidName, Name: host}
+			g.denial = &policy.Decision{Reason: policy.ReasonHostChanged, Name: host}
 			return errHostChanged
 		}
 		return nil
@@ -165,7 +168,7 @@ func (g *httpFlow) check(host string) error {
 	}
 	remote, err := g.s.dial(g.ctx, g.f, target)
 	if err != nil {
-		g.denial = &policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name, Addr: target.Addr()}
+		g.denial = &policy.Decision{Reason: policy.ReasonDialFailed, Name: d.Name, Addr: target.Addr()}
 		return err
 	}
 	g.host, g.remote = d.Name, remote
@@ -200,14 +203,21 @@ func (g *httpFlow) finish(err error) {
 			d = *g.denial
 		case unsafeHTTP(err):
 			d.Reason = policy.ReasonUnsafeHTTP
+		case errors.Is(err, errHTTPMalformed):
+			d.Reason = policy.ReasonMalformed
 		}
 		writeForbidden(f.client, d)
 		g.s.endFlow(f, d, err)
 		f.client.Close()
 		return
 	}
-	if unsafeHTTP(err) && g.denial == nil {
-		g.denial = &policy.Decision{Reason: policy.ReasonUnsafeHTTP, Name: g.host, Addr: f.dst.Addr()}
+	if g.denial == nil {
+		switch {
+		case unsafeHTTP(err):
+			g.denial = &policy.Decision{Reason: policy.ReasonUnsafeHTTP, Name: g.host, Addr: f.dst.Addr()}
+		case errors.Is(err, errHTTPMalformed):
+			g.denial = &policy.Decision{Reason: policy.ReasonMalformed, Addr: f.dst.Addr()}
+		}
 	}
 	if err == nil {
 		g.remote.CloseWrite()

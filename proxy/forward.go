@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/egressd/egressd/policy"
 )
 
 // forward dials target, replays the peeked bytes and relays both
@@ -15,7 +17,10 @@ import (
 func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, peeked []byte) {
 	remote, err := s.dial(ctx, f, target)
 	if err != nil {
-		s.refuse(f, f.decision, err)
+		f.mu.Lock()
+		name := f.name
+		f.mu.Unlock()
+		s.refuse(f, policy.Decision{Reason: policy.ReasonDialFailed, Name: name, Addr: target.Addr()}, err)
 		return
 	}
 	if len(peeked) > 0 {

@@ -10,16 +10,20 @@ import (
 // endpoint. A flow is counted once, when it ends, under the verdict it
 // ended with.
 type Stats struct {
-	Allowed   uint64 // flows admitted and forwarded
-	Denied    uint64 // flows refused (reset or 403)
-	Cut       uint64 // admitted flows closed because a policy change denies them
-	Idle      uint64 // admitted flows closed by proxy.idle_timeout
+	Allowed uint64 // flows admitted and forwarded
+	Denied  uint64 // flows refused (reset or 403)
+	Cut     uint64 // admitted flows closed because a policy change denies them
+	Idle    uint64 // admitted flows closed by proxy.idle_timeout
+	// DeniedBy counts denied flows by reason (policy.Reason's name), the
+	// reason their log line carries.
+	DeniedBy  map[string]uint64
 	BytesUp   uint64 // sandbox → upstream, of ended flows
 	BytesDown uint64 // upstream → sandbox, of ended flows
 }
 
 type counters struct {
 	allowed, denied, cut, idle, up, down atomic.Uint64
+	deniedBy                             [256]atomic.Uint64 // by policy.Reason
 }
 
 // count adds an ended flow to the counters.
@@ -28,6 +32,7 @@ func (c *counters) count(f *flow, d policy.Decision) {
 		c.allowed.Add(1)
 	} else {
 		c.denied.Add(1)
+		c.deniedBy[d.Reason].Add(1)
 	}
 	c.up.Add(uint64(f.up.Load()))
 	c.down.Add(uint64(f.down.Load()))
@@ -40,7 +45,18 @@ func (s *Server) Stats() Stats {
 		Denied:    s.stats.denied.Load(),
 		Cut:       s.stats.cut.Load(),
 		Idle:      s.stats.idle.Load(),
+		DeniedBy:  s.stats.deniedByReason(),
 		BytesUp:   s.stats.up.Load(),
 		BytesDown: s.stats.down.Load(),
 	}
+}
+
+func (c *counters) deniedByReason() map[string]uint64 {
+	out := map[string]uint64{}
+	for r := range c.deniedBy {
+		if n := c.deniedBy[r].Load(); n > 0 {
+			out[policy.Reason(r).String()] = n
+		}
+	}
+	return out
 }

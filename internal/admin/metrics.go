@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,7 @@ func collect(ctl *control.Controller, px ProxyStats, dns DNSStats) []family {
 			[]sample{{"", p.Cut}}},
 		{"egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", "counter",
 			[]sample{{"", p.Idle}}},
+		denials(p.DeniedBy),
 		{"egressd_proxy_bytes_total", "Bytes of ended flows.", "counter",
 			[]sample{{labels("direction", "up"), p.BytesUp}, {labels("direction", "down"), p.BytesDown}}},
 		{"egressd_dns_queries_total", "DNS queries by outcome.", "counter", []sample{
@@ -119,4 +121,19 @@ func ServeMetrics(ctx context.Context, ln net.Listener, h http.Handler, log *zap
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("metrics endpoint stopped", zap.Error(err))
 	}
+}
+
+// denials is egressd_proxy_denials_total: denied flows by the reason their
+// log line carries, one sample per reason seen.
+func denials(by map[string]uint64) family {
+	f := family{name: "egressd_proxy_denials_total", help: "Denied proxied flows by reason.", kind: "counter"}
+	reasons := make([]string, 0, len(by))
+	for r := range by {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		f.samples = append(f.samples, sample{labels("reason", r), by[r]})
+	}
+	return f
 }

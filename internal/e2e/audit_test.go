@@ -73,3 +73,67 @@ func TestEveryDecisionLogged(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestDenialReasons: each way a flow is refused carries its own reason,
+// in its log line and in egressd_proxy_denials_total.
+func TestDenialReasons(t *testing.T) {
+	e := newIdleEnv(t, defaultSandbox)
+	e.proxy = "max_conns_per_sandbox = 3"
+	e.writeConfig(defaultSandbox)
+	e.start()
+	raw := func(payload string) {
+		netnstest.Do(e.tp.Sandbox, func() error {
+			c, err := net.DialTimeout("tcp", "198.51.100.10:80", 2*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			c.Write([]byte(payload))
+			buf := make([]byte, 4096)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return nil
+				}
+			}
+		})
+	}
+	raw("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n")
+	raw("GET / HTTP/1.1\r\nHost: allowed.test\r\nHost: evil.test\r\n\r\n")
+	raw("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET / HTTP/1.1\r\nHost: sub.allowed.test\r\n\r\n")
+	raw("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00") // a ClientHello that is not one
+	// An allowed name whose server does not listen on the port.
+	e.curl("--resolve", "allowed.test:8443:198.51.100.10", "https://allowed.test:8443/")
+	// Three silent connections hold the sandbox's limit; a fourth is refused.
+	var held []net.Conn
+	for range 3 {
+		held = append(held, e.dialSandbox(t, "198.51.100.10:443"))
+	}
+	raw("GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+	for _, c := range held {
+		c.Close()
+	}
+	want := []string{"unsafe-http", "malformed", "host-changed", "dial-failed", "conn-limit"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		missing := []string{}
+		metrics, _ := e.tp.Exec(e.tp.Firewall, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:9464/metrics")
+		for _, r := range want {
+			if !strings.Contains(e.logs.String(), `"reason":"`+r+`"`) ||
+				!strings.Contains(string(metrics), `egressd_proxy_denials_total{reason="`+r+`"}`) {
+				missing = append(missing, r)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reasons missing from the log or /metrics: %q", missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.Contains(e.logs.String(), `"reason":"no-match","rule":""`) &&
+		strings.Contains(e.logs.String(), "max_conns_per_sandbox reached") {
+		t.Errorf("a connection-limit refusal still logged as no-match")
+	}
+}

@@ -173,7 +173,7 @@ func TestTopLevel(t *testing.T) {
 		{name: "version with an argument", args: []string{"version", "x"}, code: 2, noOut: true},
 		{name: "help", args: []string{"help"}},
 		{name: "help for a command", args: []string{"help", "check"}, noOut: true,
-			errHas: []string{"usage: egressd check -config FILE -sandbox NAME TARGET", "-sandbox string"}},
+			errHas: []string{"usage: egressd check -config FILE | -socket PATH  -sandbox NAME TARGET", "-sandbox string"}},
 		{name: "no arguments", args: nil, code: 2, noOut: true, errHas: []string{"Usage: egressd COMMAND"}},
 		{name: "-h", args: []string{"-h"}, noOut: true, errHas: []string{"Usage: egressd COMMAND"}},
 		{name: "--help", args: []string{"--help"}, noOut: true, errHas: []string{"Usage: egressd COMMAND"}},

@@ -52,6 +52,7 @@ func NewHandler(ctl *control.Controller, flows Flows, log *zap.Logger) http.Hand
 	mux.HandleFunc("GET /v1/sandboxes/{name}/policy", h.getPolicy)
 	mux.HandleFunc("PUT /v1/sandboxes/{name}/policy", h.putPolicy)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}/policy", h.deletePolicy)
+	mux.HandleFunc("GET /v1/sandboxes/{name}/check", h.check)
 	mux.HandleFunc("GET /v1/connections", h.listConnections)
 	return jsonMisses(mux)
 }

@@ -359,9 +359,13 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 // policy, not the file's, is what holds until DELETE.
 func (c *Controller) warnOverrides(next *config.Config) {
 	for name := range c.overrides {
-		_, was := c.cfg.Sandboxes.ByName(name)
-		_, is := next.Sandboxes.ByName(name)
+		old, was := c.cfg.Sandboxes.ByName(name)
+		sb, is := next.Sandboxes.ByName(name)
 		switch {
+		case is && was && !reflect.DeepEqual(old.Policy.Spec(), sb.Policy.Spec()):
+			c.log.Warn("reload: the file changed this sandbox's policy, but its API policy stays in force "+
+				"until DELETE /v1/sandboxes/{name}/policy (egressd policy reset): nothing changed for it",
+				zap.String("sandbox", name))
 		case is && !was:
 			c.log.Warn("reload: sandbox added back; its persisted API policy applies until DELETE", zap.String("sandbox", name))
 		case !is && was:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -284,4 +286,42 @@ func containsAll(s string, subs []string) bool {
 		}
 	}
 	return true
+}
+
+// TestCheckJudgesWhatIsInForce: with an API override in place, `check
+// -socket` answers with the policy egressd enforces, `check -config` with
+// the file's and says on stderr that an override shadows it, and a SIGHUP
+// that changes the shadowed file policy says nothing changed.
+func TestCheckJudgesWhatIsInForce(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	sock := filepath.Join(e.dir, "admin.sock")
+	check := func(args ...string) (string, string, int) {
+		cmd := e.tp.Command(e.tp.Firewall, append([]string{bin, "check"}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	if out, _, code := check("-socket", sock, "-sandbox", "sb1", "allowed.test"); code != 0 || !strings.HasPrefix(out, "allow: allowed.test matches allow_domains allowed.test") {
+		t.Fatalf("check -socket before the override: %d %q", code, out)
+	}
+	e.api().put(`{"mode":"deny-all"}`)
+	if out, _, code := check("-socket", sock, "-sandbox", "sb1", "allowed.test"); code != 1 || !strings.HasPrefix(out, "deny: mode deny-all") {
+		t.Errorf("check -socket after a deny-all override: %d %q", code, out)
+	}
+	out, errOut, code := check("-config", e.config, "-sandbox", "sb1", "allowed.test")
+	if code != 0 || !strings.HasPrefix(out, "allow:") || !strings.Contains(errOut, "has a policy set through the admin API") {
+		t.Errorf("check -config with an override in place: %d %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := check("-socket", sock, "-sandbox", "nope", "allowed.test"); code != 2 || !strings.Contains(errOut, "unknown sandbox") {
+		t.Errorf("check -socket for an unknown sandbox: %d %q", code, errOut)
+	}
+	e.reload(strings.Replace(defaultSandbox, `"inside-deny.test"]`, `"inside-deny.test", "new.test"]`, 1), `"msg":"reloaded"`)
+	if !strings.Contains(e.logs.String(), "the file changed this sandbox's policy, but its API policy stays in force") {
+		t.Errorf("no log line saying the reload changed nothing for the overridden sandbox")
+	}
 }

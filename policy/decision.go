@@ -31,7 +31,7 @@ type Reason uint8
 // The reasons. The zero Reason is none of them, so that a zero Decision
 // neither allows nor asks for a name. ReasonNoName, ReasonUnknownSource,
 // ReasonNotResolved, ReasonUnsafeHTTP, ReasonMalformed, ReasonHostChanged,
-// ReasonConnLimit and ReasonDialFailed are not produced by this package: the proxy and the
+// ReasonConnLimit, ReasonDialFailed and ReasonPeekLimit are not produced by this package: the proxy and the
 // resolver use them for flows they refuse before or after asking the policy.
 const (
 	reasonUnset         Reason = iota
@@ -52,6 +52,7 @@ const (
 	ReasonHostChanged          // a keep-alive request named another host than the connection's first
 	ReasonConnLimit            // the sandbox has proxy.max_conns_per_sandbox connections open
 	ReasonDialFailed           // the allowed destination did not accept the connection
+	ReasonPeekLimit            // the memory for flows still being peeked is used up (proxy.max_peek_bytes*)
 	numReasons
 )
 
@@ -74,6 +75,7 @@ var reasonNames = [numReasons]string{
 	ReasonHostChanged:   "host-changed",
 	ReasonConnLimit:     "conn-limit",
 	ReasonDialFailed:    "dial-failed",
+	ReasonPeekLimit:     "peek-limit",
 }
 
 func (r Reason) String() string {
@@ -165,6 +167,8 @@ func (d Decision) String() string {
 		return v + "flow to " + d.addr() + ": the sandbox has proxy.max_conns_per_sandbox connections open"
 	case ReasonDialFailed:
 		return v + d.subject() + " did not accept the connection (flow to " + d.addr() + ")"
+	case ReasonPeekLimit:
+		return v + "flow to " + d.addr() + ": the memory for connections still sending their first bytes is used up"
 	}
 	return v + d.Reason.String() + " " + d.subject()
 }

@@ -129,16 +129,30 @@ func readRecord(r io.Reader, raw *[]byte, first bool) ([]byte, error) {
 
 // readMore appends exactly n bytes from r to *raw. A short read keeps what
 // arrived in *raw and reports io.ErrUnexpectedEOF.
+//
+// The buffer grows as bytes arrive, readStep at a time, not by the length
+// a record header claims: a client that announces 16 KiB and sends none
+// makes egressd hold nothing for it.
 func readMore(r io.Reader, raw *[]byte, n int) error {
-	old := len(*raw)
-	*raw = slices.Grow(*raw, n)[:old+n]
-	got, err := io.ReadFull(r, (*raw)[old:])
-	*raw = (*raw)[:old+got]
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+	for n > 0 {
+		k := min(n, readStep)
+		old := len(*raw)
+		*raw = slices.Grow(*raw, k)[:old+k]
+		got, err := io.ReadFull(r, (*raw)[old:])
+		*raw = (*raw)[:old+got]
+		n -= got
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
+
+// readStep is the most readMore reads, and grows its buffer by, at once.
+const readStep = 4 << 10
 
 // handshakeLen checks the handshake header at the start of msg and returns
 // the message's total length.

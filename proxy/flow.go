@@ -82,15 +82,20 @@ func (s *Server) sandboxOf(f *flow) (*policy.Set, *policy.Sandbox, bool) {
 // inspect peeks at the first bytes: a TLS ClientHello or an HTTP request.
 func (s *Server) inspect(ctx context.Context, f *flow) {
 	f.client.SetReadDeadline(time.Now().Add(s.opts.PeekTimeout))
-	raw, sni, err := readClientHello(f.client)
+	peek := &peekReader{r: f.client, b: s.peeks, sandbox: f.sandbox}
+	defer peek.release()
+	raw, sni, err := readClientHello(peek)
 	if errors.Is(err, errNotTLS) {
-		s.inspectHTTP(ctx, f, raw)
+		s.inspectHTTP(ctx, f, raw, peek)
 		return
 	}
 	if err != nil {
 		d := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()} // nothing came in time
-		if errors.Is(err, errMalformedHello) || errors.Is(err, errHelloTooLarge) {
+		switch {
+		case errors.Is(err, errMalformedHello) || errors.Is(err, errHelloTooLarge):
 			d.Reason = policy.ReasonMalformed
+		case errors.Is(err, errPeekBudget):
+			d.Reason = policy.ReasonPeekLimit
 		}
 		s.refuse(f, d, err)
 		return
@@ -129,9 +134,11 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 }
 
 // inspectHTTP gates a plain-HTTP connection request by request.
-func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte) {
-	g := &httpFlow{s: s, ctx: ctx, f: f}
-	br := bufio.NewReader(io.MultiReader(bytes.NewReader(peeked), f.client))
+// The first request head is read through peek (charged to the peek
+// budget) and the charge ends once it is admitted.
+func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *peekReader) {
+	g := &httpFlow{s: s, ctx: ctx, f: f, peek: peek}
+	br := bufio.NewReader(io.MultiReader(bytes.NewReader(peeked), peek))
 	err := gateHTTP(br, g, g.check)
 	g.finish(err)
 }
@@ -147,6 +154,7 @@ type httpFlow struct {
 	denial   *policy.Decision // set when check refused a request
 	downDone chan struct{}    // closed when the upstream → sandbox copy ends
 	downErr  error            // its error; read after downDone
+	peek     *peekReader      // released once the first request is admitted
 }
 
 func (g *httpFlow) check(host string) error {
@@ -172,6 +180,7 @@ func (g *httpFlow) check(host string) error {
 		return err
 	}
 	g.host, g.remote = d.Name, remote
+	g.peek.release()
 	g.downDone = make(chan struct{})
 	go func() {
 		if err := proxyDown(g.f, remote); err != nil {
@@ -205,6 +214,8 @@ func (g *httpFlow) finish(err error) {
 			d.Reason = policy.ReasonUnsafeHTTP
 		case errors.Is(err, errHTTPMalformed):
 			d.Reason = policy.ReasonMalformed
+		case errors.Is(err, errPeekBudget):
+			d.Reason = policy.ReasonPeekLimit
 		}
 		writeForbidden(f.client, d)
 		g.s.endFlow(f, d, err)

@@ -27,6 +27,14 @@ type Bindings interface {
 	Bound(sandbox, name string, a netip.Addr) bool
 }
 
+// The peek budget's defaults: real hellos and heads are 0.3–2 KB, so a
+// sandbox may peek thousands of connections at once; one flooding stalled
+// 64 KiB hellos holds at most 16 MiB, and 16 such sandboxes the whole.
+const (
+	DefaultMaxPeekBytesPerSandbox = 16 << 20
+	DefaultMaxPeekBytes           = 256 << 20
+)
+
 // Options configures a Server.
 type Options struct {
 	Port               int           // TPROXY port, IPv4 and IPv6
@@ -35,8 +43,11 @@ type Options struct {
 	ShutdownTimeout    time.Duration // how long live flows may drain on stop
 	IdleTimeout        time.Duration // close admitted flows quiet for this long; 0: never
 	MaxConnsPerSandbox int
-	Resolver           Resolver
-	Bindings           Bindings // optional
+	// MaxPeekBytesPerSandbox and MaxPeekBytes bound the memory of flows
+	// still being peeked (see peekBudget); 0 takes the defaults.
+	MaxPeekBytesPerSandbox, MaxPeekBytes int64
+	Resolver                             Resolver
+	Bindings                             Bindings // optional
 	// BlockPrivate is dns.block_private_answers: a flow admitted by
 	// allow_domains never reaches an internal address (private, loopback,
 	// link-local, CGNAT, ULA) unless allow_cidrs lists it.
@@ -54,6 +65,7 @@ type Server struct {
 	stats     counters
 	swapMu    sync.Mutex // serialises SetSandboxes
 	lns       []*net.TCPListener
+	peeks     *peekBudget
 }
 
 // NewServer returns a server that judges flows with set.
@@ -61,7 +73,14 @@ func NewServer(opts Options, set *policy.Set) *Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry()}
+	if opts.MaxPeekBytesPerSandbox <= 0 {
+		opts.MaxPeekBytesPerSandbox = DefaultMaxPeekBytesPerSandbox
+	}
+	if opts.MaxPeekBytes <= 0 {
+		opts.MaxPeekBytes = DefaultMaxPeekBytes
+	}
+	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry(),
+		peeks: newPeekBudget(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes)}
 	s.sandboxes.Store(set)
 	return s
 }

@@ -79,16 +79,18 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	up := dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout)
 	res := newResolver(cfg, up, ctl.Sandboxes(), log)
 	srv := proxy.NewServer(proxy.Options{
-		Port:               cfg.Proxy.TProxyPort,
-		PeekTimeout:        cfg.Proxy.PeekTimeout,
-		DialTimeout:        cfg.Proxy.DialTimeout,
-		ShutdownTimeout:    cfg.Proxy.ShutdownTimeout,
-		IdleTimeout:        cfg.Proxy.IdleTimeout,
-		MaxConnsPerSandbox: cfg.Proxy.MaxConnsPerSandbox,
-		Resolver:           up,
-		Bindings:           res,
-		BlockPrivate:       cfg.DNS.BlockPrivateAnswers,
-		Logger:             log,
+		Port:                   cfg.Proxy.TProxyPort,
+		PeekTimeout:            cfg.Proxy.PeekTimeout,
+		DialTimeout:            cfg.Proxy.DialTimeout,
+		ShutdownTimeout:        cfg.Proxy.ShutdownTimeout,
+		IdleTimeout:            cfg.Proxy.IdleTimeout,
+		MaxPeekBytesPerSandbox: cfg.Proxy.MaxPeekBytesPerSandbox,
+		MaxPeekBytes:           cfg.Proxy.MaxPeekBytes,
+		MaxConnsPerSandbox:     cfg.Proxy.MaxConnsPerSandbox,
+		Resolver:               up,
+		Bindings:               res,
+		BlockPrivate:           cfg.DNS.BlockPrivateAnswers,
+		Logger:                 log,
 	}, ctl.Sandboxes())
 	// Listeners first, rules second: once the rules divert traffic there is
 	// a socket to receive it, and a failure here leaves no rules behind.

@@ -34,14 +34,17 @@ type Config struct {
 
 // Proxy is the [proxy] section: the interception data path.
 type Proxy struct {
-	TProxyPort         int              // TCP interception port, IPv4 and IPv6
-	DNSPort            int              // filtering resolver port
-	UpstreamDNS        []netip.AddrPort // where allowed queries go
-	PeekTimeout        time.Duration    // wait for a ClientHello or HTTP request head
-	DialTimeout        time.Duration    // upstream connect timeout
-	ShutdownTimeout    time.Duration    // how long live flows may drain on SIGTERM
-	IdleTimeout        time.Duration    // a proxied flow with no byte either way for this long is closed; 0: never
-	MaxConnsPerSandbox int              // concurrent proxied connections per sandbox
+	TProxyPort      int              // TCP interception port, IPv4 and IPv6
+	DNSPort         int              // filtering resolver port
+	UpstreamDNS     []netip.AddrPort // where allowed queries go
+	PeekTimeout     time.Duration    // wait for a ClientHello or HTTP request head
+	DialTimeout     time.Duration    // upstream connect timeout
+	ShutdownTimeout time.Duration    // how long live flows may drain on SIGTERM
+	IdleTimeout     time.Duration    // a proxied flow with no byte either way for this long is closed; 0: never
+	// MaxPeekBytesPerSandbox and MaxPeekBytes bound the memory of flows
+	// still sending their first bytes (ClientHello, request head).
+	MaxPeekBytesPerSandbox, MaxPeekBytes int64
+	MaxConnsPerSandbox                   int // concurrent proxied connections per sandbox
 }
 
 // DNS is the [dns] section: the filtering resolver (package dnsfilter).

@@ -64,14 +64,16 @@ func TestExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Proxy{
-		TProxyPort:         15001,
-		DNSPort:            15053,
-		UpstreamDNS:        []netip.AddrPort{netip.MustParseAddrPort("198.51.100.53:53")},
-		PeekTimeout:        5 * time.Second,
-		DialTimeout:        5 * time.Second,
-		ShutdownTimeout:    10 * time.Second,
-		IdleTimeout:        time.Hour,
-		MaxConnsPerSandbox: 4096,
+		TProxyPort:             15001,
+		DNSPort:                15053,
+		UpstreamDNS:            []netip.AddrPort{netip.MustParseAddrPort("198.51.100.53:53")},
+		PeekTimeout:            5 * time.Second,
+		DialTimeout:            5 * time.Second,
+		ShutdownTimeout:        10 * time.Second,
+		IdleTimeout:            time.Hour,
+		MaxConnsPerSandbox:     4096,
+		MaxPeekBytesPerSandbox: 16 << 20,
+		MaxPeekBytes:           256 << 20,
 	}
 	if !reflect.DeepEqual(cfg.Proxy, want) {
 		t.Errorf("proxy = %+v, want %+v", cfg.Proxy, want)
@@ -141,14 +143,16 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Path: "minimal.toml",
 		Proxy: Proxy{
-			TProxyPort:         DefaultTProxyPort,
-			DNSPort:            DefaultDNSPort,
-			UpstreamDNS:        []netip.AddrPort{netip.MustParseAddrPort("198.51.100.53:53")},
-			PeekTimeout:        5 * time.Second,
-			DialTimeout:        5 * time.Second,
-			ShutdownTimeout:    10 * time.Second,
-			IdleTimeout:        time.Hour,
-			MaxConnsPerSandbox: DefaultMaxConnsPerSandbox,
+			TProxyPort:             DefaultTProxyPort,
+			DNSPort:                DefaultDNSPort,
+			UpstreamDNS:            []netip.AddrPort{netip.MustParseAddrPort("198.51.100.53:53")},
+			PeekTimeout:            5 * time.Second,
+			DialTimeout:            5 * time.Second,
+			ShutdownTimeout:        10 * time.Second,
+			IdleTimeout:            time.Hour,
+			MaxConnsPerSandbox:     DefaultMaxConnsPerSandbox,
+			MaxPeekBytesPerSandbox: DefaultMaxPeekBytesPerSb,
+			MaxPeekBytes:           DefaultMaxPeekBytes,
 		},
 		Admin: Admin{Socket: DefaultAdminSocket},
 		State: State{Dir: DefaultStateDir},

@@ -56,6 +56,8 @@ func marshal(t *testing.T, cfg *Config) []byte {
 			DialTimeout:        cfg.Proxy.DialTimeout.String(),
 			ShutdownTimeout:    cfg.Proxy.ShutdownTimeout.String(),
 			IdleTimeout:        cfg.Proxy.IdleTimeout.String(),
+			MaxPeekBytesPerSb:  cfg.Proxy.MaxPeekBytesPerSandbox,
+			MaxPeekBytes:       cfg.Proxy.MaxPeekBytes,
 		},
 		Admin: fileAdmin{Socket: cfg.Admin.Socket, Metrics: cfg.Admin.Metrics},
 		State: fileState{Dir: cfg.State.Dir},

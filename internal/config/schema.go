@@ -23,6 +23,8 @@ type fileProxy struct {
 	DialTimeout        string   `toml:"dial_timeout" want:"a duration string such as \"5s\""`
 	ShutdownTimeout    string   `toml:"shutdown_timeout" want:"a duration string such as \"5s\""`
 	IdleTimeout        string   `toml:"idle_timeout" want:"a duration string such as \"1h\", or \"0\" for none"`
+	MaxPeekBytesPerSb  int64    `toml:"max_peek_bytes_per_sandbox"`
+	MaxPeekBytes       int64    `toml:"max_peek_bytes"`
 }
 
 type fileDNS struct {
@@ -67,9 +69,14 @@ const (
 	DefaultDialTimeout        = "5s"
 	DefaultShutdownTimeout    = "10s"
 	DefaultIdleTimeout        = "1h"
-	DefaultAdminSocket        = "/run/egressd/admin.sock"
-	DefaultMetrics            = "" // off
-	DefaultStateDir           = "/var/lib/egressd"
+	DefaultMaxPeekBytesPerSb  = 16 << 20
+	DefaultMaxPeekBytes       = 256 << 20
+	// minPeekBytes holds one connection's largest peek: a 64 KiB
+	// ClientHello, charged three times (proxy/peek.go).
+	minPeekBytes       = 256 << 10
+	DefaultAdminSocket = "/run/egressd/admin.sock"
+	DefaultMetrics     = "" // off
+	DefaultStateDir    = "/var/lib/egressd"
 
 	DefaultMinBindingTTL         = "1h"
 	DefaultBlockPrivateAnswers   = true
@@ -92,6 +99,8 @@ func defaultFile() fileConfig {
 			DialTimeout:        DefaultDialTimeout,
 			ShutdownTimeout:    DefaultShutdownTimeout,
 			IdleTimeout:        DefaultIdleTimeout,
+			MaxPeekBytesPerSb:  DefaultMaxPeekBytesPerSb,
+			MaxPeekBytes:       DefaultMaxPeekBytes,
 		},
 		Admin: fileAdmin{Socket: DefaultAdminSocket, Metrics: DefaultMetrics},
 		State: fileState{Dir: DefaultStateDir},

@@ -31,14 +31,28 @@ func (v *validator) bad(path string, err error) {
 
 func (v *validator) proxy(f fileProxy) Proxy {
 	p := Proxy{
-		TProxyPort:         v.port("proxy.tproxy_port", f.TProxyPort),
-		DNSPort:            v.port("proxy.dns_port", f.DNSPort),
-		UpstreamDNS:        v.upstreams(f.UpstreamDNS),
-		PeekTimeout:        v.duration("proxy.peek_timeout", f.PeekTimeout),
-		DialTimeout:        v.duration("proxy.dial_timeout", f.DialTimeout),
-		ShutdownTimeout:    v.duration("proxy.shutdown_timeout", f.ShutdownTimeout),
-		IdleTimeout:        v.idleTimeout(f.IdleTimeout),
-		MaxConnsPerSandbox: f.MaxConnsPerSandbox,
+		TProxyPort:             v.port("proxy.tproxy_port", f.TProxyPort),
+		DNSPort:                v.port("proxy.dns_port", f.DNSPort),
+		UpstreamDNS:            v.upstreams(f.UpstreamDNS),
+		PeekTimeout:            v.duration("proxy.peek_timeout", f.PeekTimeout),
+		DialTimeout:            v.duration("proxy.dial_timeout", f.DialTimeout),
+		ShutdownTimeout:        v.duration("proxy.shutdown_timeout", f.ShutdownTimeout),
+		IdleTimeout:            v.idleTimeout(f.IdleTimeout),
+		MaxConnsPerSandbox:     f.MaxConnsPerSandbox,
+		MaxPeekBytesPerSandbox: f.MaxPeekBytesPerSb,
+		MaxPeekBytes:           f.MaxPeekBytes,
+	}
+	for _, k := range []struct {
+		path string
+		n    int64
+	}{{"proxy.max_peek_bytes_per_sandbox", f.MaxPeekBytesPerSb}, {"proxy.max_peek_bytes", f.MaxPeekBytes}} {
+		if k.n < minPeekBytes {
+			v.bad(k.path, intValue(k.path, int(k.n), "must be at least 262144 (256 KiB: one connection's largest ClientHello)"))
+		}
+	}
+	if f.MaxPeekBytesPerSb > f.MaxPeekBytes {
+		v.bad("proxy.max_peek_bytes_per_sandbox", intValue("proxy.max_peek_bytes_per_sandbox", int(f.MaxPeekBytesPerSb),
+			"must not exceed proxy.max_peek_bytes ("+strconv.FormatInt(f.MaxPeekBytes, 10)+")"))
 	}
 	if f.TProxyPort == f.DNSPort {
 		v.samePorts(f.DNSPort)

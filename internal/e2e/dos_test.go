@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,5 +144,85 @@ func TestDNSTCPSlotsPerSandbox(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `"msg":"ready"`) {
 		t.Fatal("egressd not ready")
+	}
+}
+
+// rssKiB is VmRSS of process pid, in KiB.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestPeekMemoryBounded: sb1 opens 1,000 connections that each send 60 KB
+// of a ClientHello and stall; egressd holds no more than the peek budget
+// for them (refusing the rest, reason peek-limit) and sb2's TLS works.
+func TestPeekMemoryBounded(t *testing.T) {
+	cfg := strings.NewReplacer(`mode      = "allow-all"`, `mode      = "custom"`+"\n"+`allow_domains = ["allowed.test"]`,
+		`allow_domains = ["*.allowed.test"]`, `allow_domains = ["allowed.test"]`).Replace(floodSandboxes)
+	e := newIdleEnv(t, cfg)
+	e.proxy = "max_peek_bytes_per_sandbox = 1048576"
+	e.writeConfig(cfg)
+	sb2 := e.tp.AddSandbox("veth-sb2", 1)
+	e.start()
+	before := rssKiB(t, e.proc.Process.Pid)
+	// One handshake record header claiming 16 KiB, then a ClientHello
+	// header claiming 60 KB spread over records that never complete.
+	hello := []byte{0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0xea, 0x60}
+	partial := append(hello, make([]byte, 16<<10-4)...)
+	for len(partial) < 60<<10 {
+		partial = append(partial, 0x16, 0x03, 0x01, 0x40, 0x00)
+		partial = append(partial, make([]byte, 16<<10)...)
+	}
+	partial = partial[:60<<10]
+	var held []net.Conn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			netnstest.Do(e.tp.Sandbox, func() error {
+				for range 100 {
+					c, err := net.DialTimeout("tcp", "198.51.100.10:443", time.Second)
+					if err != nil {
+						continue
+					}
+					c.SetWriteDeadline(time.Now().Add(time.Second))
+					c.Write(partial)
+					mu.Lock()
+					held = append(held, c)
+					mu.Unlock()
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	time.Sleep(700 * time.Millisecond) // egressd reads what sits in its sockets (peek_timeout is 2 s)
+	during := rssKiB(t, e.proc.Process.Pid)
+	ok := e.tlsProbe(sb2.NS, "peek-sb2")
+	probes{ok}.reach(t, "sb2's TLS while sb1 stalls 1,000 hellos")
+	t.Logf("egressd RSS %d KiB before, %d KiB with %d stalled 60 KB hellos (budget 1 MiB per sandbox)", before, during, len(held))
+	if grew := during - before; grew > 12<<10 { // ~6 MiB with the budget (goroutines), ~16 MiB without
+		t.Errorf("egressd grew by %d KiB for stalled hellos, want the peek budget to bound it", grew)
+	}
+	if !strings.Contains(e.logs.String(), `"reason":"peek-limit"`) {
+		t.Errorf("no flow refused with reason peek-limit")
 	}
 }

@@ -20,7 +20,7 @@ func TestPeekReader(t *testing.T) {
 		t.Fatalf("read past the sandbox's share: %v", err)
 	}
 	other := &peekReader{r: bytes.NewReader(make([]byte, 4000)), b: b, sandbox: "b"}
-	if _, err := io.ReadFull(other, make([]byte, 600)); !errors.Is(err, errPeekBudget) {
+	if _, err := io.ReadFull(other, make([]byte, 700)); !errors.Is(err, errPeekBudget) {
 		t.Fatalf("read past the total: %v", err)
 	}
 	a.release()

@@ -34,8 +34,10 @@ type cacheKey struct {
 // filters a copy of the answer for that sandbox after. Least recently used
 // entries go first when it is full. It is safe for concurrent use.
 type answerCache struct {
-	max       int
+	max, maxBytes int // answers, and their wire bytes, at most
+
 	mu        sync.Mutex
+	bytes     int // wire bytes of the answers held
 	entries   map[cacheKey]*list.Element // of *cached
 	lru       list.List                  // front: most recently used
 	evictions atomic.Uint64
@@ -44,13 +46,21 @@ type answerCache struct {
 type cached struct {
 	key     cacheKey
 	msg     *dns.Msg // never modified once stored
+	size    int      // msg's wire length
 	stored  time.Time
 	expires time.Time
 }
 
-// newAnswerCache returns a cache of at most max answers; 0 caches nothing.
+// cacheBytesPerAnswer is the wire bytes the cache allows per answer of
+// its size, on average: real answers are 50–500 bytes, an answer over TCP
+// can be 64 KiB, and a sandbox asking for those must not make the cache's
+// memory dns.cache_size × 64 KiB.
+const cacheBytesPerAnswer = 2 << 10
+
+// newAnswerCache returns a cache of at most max answers holding at most
+// max × cacheBytesPerAnswer wire bytes; 0 caches nothing.
 func newAnswerCache(max int) *answerCache {
-	return &answerCache{max: max, entries: make(map[cacheKey]*list.Element)}
+	return &answerCache{max: max, maxBytes: max * cacheBytesPerAnswer, entries: make(map[cacheKey]*list.Element)}
 }
 
 // get returns the answer for k, when it was stored and when it expires.
@@ -66,6 +76,7 @@ func (c *answerCache) get(k cacheKey, now time.Time) (*dns.Msg, time.Time, time.
 	if !now.Before(e.expires) {
 		c.lru.Remove(el)
 		delete(c.entries, k)
+		c.bytes -= e.size
 		return nil, time.Time{}, time.Time{}, false
 	}
 	c.lru.MoveToFront(el)
@@ -77,23 +88,30 @@ func (c *answerCache) put(k cacheKey, msg *dns.Msg, ttl time.Duration, now time.
 	if c.max == 0 || ttl <= 0 {
 		return
 	}
-	e := &cached{key: k, msg: msg, stored: now, expires: now.Add(ttl)}
+	e := &cached{key: k, msg: msg, size: msg.Len(), stored: now, expires: now.Add(ttl)}
+	if e.size > c.maxBytes {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.entries[k]; ok {
+		c.bytes += e.size - el.Value.(*cached).size
 		el.Value = e
 		c.lru.MoveToFront(el)
-		return
+	} else {
+		c.entries[k] = c.lru.PushFront(e)
+		c.bytes += e.size
 	}
-	for c.lru.Len() >= c.max {
+	for c.lru.Len() > c.max || c.bytes > c.maxBytes {
 		old := c.lru.Back()
+		o := old.Value.(*cached)
 		c.lru.Remove(old)
-		delete(c.entries, old.Value.(*cached).key)
-		if now.Before(old.Value.(*cached).expires) {
+		delete(c.entries, o.key)
+		c.bytes -= o.size
+		if now.Before(o.expires) {
 			c.evictions.Add(1)
 		}
 	}
-	c.entries[k] = c.lru.PushFront(e)
 }
 
 // removeNames drops every entry whose name drop reports true for.
@@ -105,6 +123,7 @@ func (c *answerCache) removeNames(drop func(name string) bool) int {
 		if drop(k.name) {
 			c.lru.Remove(el)
 			delete(c.entries, k)
+			c.bytes -= el.Value.(*cached).size
 			n++
 		}
 	}

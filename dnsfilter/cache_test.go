@@ -1,7 +1,9 @@
 package dnsfilter
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +128,32 @@ func TestCacheLRU(t *testing.T) {
 	off.put(keys[0], m, time.Minute, now)
 	if _, _, _, ok := off.get(keys[0], now); ok {
 		t.Error("a cache of size 0 stored an answer")
+	}
+}
+
+// TestAnswerCacheBytes: large answers are bounded by bytes, not by count:
+// the cache holds at most max × cacheBytesPerAnswer wire bytes, however
+// many entries that leaves.
+func TestAnswerCacheBytes(t *testing.T) {
+	c := newAnswerCache(10) // 20 KiB
+	now := time.Now()
+	big := func(name string) *dns.Msg {
+		m := new(dns.Msg).SetQuestion(name, dns.TypeTXT)
+		for range 40 {
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+				Txt: []string{strings.Repeat("x", 200)}})
+		}
+		return m
+	}
+	for i := range 10 {
+		name := fmt.Sprintf("n%d.test.", i)
+		c.put(cacheKey{name: name, qtype: dns.TypeTXT}, big(name), time.Minute, now)
+	}
+	if c.bytes > c.maxBytes || c.lru.Len() >= 10 {
+		t.Fatalf("cache holds %d answers, %d bytes; want at most %d bytes", c.lru.Len(), c.bytes, c.maxBytes)
+	}
+	c.removeNames(func(string) bool { return true })
+	if c.bytes != 0 || c.lru.Len() != 0 {
+		t.Fatalf("after removing everything: %d answers, %d bytes", c.lru.Len(), c.bytes)
 	}
 }

@@ -19,6 +19,12 @@ const (
 	maxCacheTTL   = time.Hour
 	negCacheTTL   = 5 * time.Second
 	maxCacheNames = 65536
+	// maxCachedAddrs bounds the addresses kept per name: a flow is pinned
+	// to one of them, and an answer of thousands (a name under an allowed
+	// wildcard, served by the sandbox's accomplice) would otherwise make
+	// the cache's memory unbounded. With maxCacheNames names of at most
+	// 253 bytes, the cache holds at most ~45 MiB.
+	maxCachedAddrs = 16
 )
 
 // Upstream is egressd's one client of the configured upstream servers. The
@@ -79,6 +85,9 @@ func (u *Upstream) LookupAddrs(ctx context.Context, name string) ([]netip.Addr, 
 	}
 	if err != nil {
 		ttl = negCacheTTL
+	}
+	if len(addrs) > maxCachedAddrs {
+		addrs = addrs[:maxCachedAddrs:maxCachedAddrs]
 	}
 	u.store(name, cacheEntry{addrs: addrs, err: err, expires: now.Add(ttl)})
 	return addrs, err

@@ -37,7 +37,7 @@ type answerCache struct {
 	max, maxBytes int // answers, and their wire bytes, at most
 
 	mu        sync.Mutex
-	bytes     int // wire bytes of the answers held
+	bytes     int                        // wire bytes of the answers held
 	entries   map[cacheKey]*list.Element // of *cached
 	lru       list.List                  // front: most recently used
 	evictions atomic.Uint64

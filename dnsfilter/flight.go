@@ -1,38 +1,34 @@
 package dnsfilter
 
-import (
-	"sync"
+import "sync"
 
-	"github.com/miekg/dns"
-)
-
-// flight coalesces concurrent upstream queries for the same question: a
-// burst of identical cache misses (a sandbox's retries, or many sandboxes
-// starting at once) costs one upstream query.
-type flight struct {
+// flight coalesces concurrent upstream queries for the same key: a burst
+// of identical cache misses (a sandbox's retries, many sandboxes starting
+// at once, many flows to one unbound name) costs one upstream query.
+type flight[K comparable, V any] struct {
 	mu    sync.Mutex
-	calls map[cacheKey]*call
+	calls map[K]*call[V]
 }
 
-type call struct {
+type call[V any] struct {
 	done chan struct{}
-	msg  *dns.Msg // shared by every waiter: never modified
+	v    V // shared by every waiter: never modified
 	err  error
 }
 
 // do runs fetch for k unless a call for k is already running, in which case
 // it waits for that call's result. shared reports the latter.
-func (f *flight) do(k cacheKey, fetch func() (*dns.Msg, error)) (msg *dns.Msg, err error, shared bool) {
+func (f *flight[K, V]) do(k K, fetch func() (V, error)) (v V, err error, shared bool) {
 	f.mu.Lock()
 	if f.calls == nil {
-		f.calls = make(map[cacheKey]*call)
+		f.calls = make(map[K]*call[V])
 	}
 	if c, ok := f.calls[k]; ok {
 		f.mu.Unlock()
 		<-c.done
-		return c.msg, c.err, true
+		return c.v, c.err, true
 	}
-	c := &call{done: make(chan struct{})}
+	c := &call[V]{done: make(chan struct{})}
 	f.calls[k] = c
 	f.mu.Unlock()
 
@@ -42,6 +38,6 @@ func (f *flight) do(k cacheKey, fetch func() (*dns.Msg, error)) (msg *dns.Msg, e
 		f.mu.Unlock()
 		close(c.done)
 	}()
-	c.msg, c.err = fetch()
-	return c.msg, c.err, false
+	c.v, c.err = fetch()
+	return c.v, c.err, false
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/policy"
@@ -41,7 +42,7 @@ type Resolver struct {
 	swapMu    sync.Mutex // serialises SetSandboxes
 	cache     *answerCache
 	fast      *fastCache // nil without a cache
-	flight    flight
+	flight    flight[cacheKey, *dns.Msg]
 	binds     *bindings
 	stats     counters
 	now       func() time.Time

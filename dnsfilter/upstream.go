@@ -38,8 +38,9 @@ type Upstream struct {
 
 	preferred atomic.Uint32 // index of the server that answered last
 
-	mu    sync.Mutex
-	cache map[string]cacheEntry
+	mu      sync.Mutex
+	cache   map[string]cacheEntry
+	lookups flight[string, cacheEntry] // concurrent misses for one name share a lookup
 }
 
 type cacheEntry struct {
@@ -79,18 +80,25 @@ func (u *Upstream) LookupAddrs(ctx context.Context, name string) ([]netip.Addr, 
 	if ok && now.Before(e.expires) {
 		return e.addrs, e.err
 	}
-	addrs, ttl, err := u.lookup(ctx, name)
-	if err != nil && !errors.Is(err, ErrNoAddress) {
-		return nil, err // transport failures are not cached
-	}
+	e, err, _ := u.lookups.do(name, func() (cacheEntry, error) {
+		addrs, ttl, err := u.lookup(context.WithoutCancel(ctx), name)
+		if err != nil && !errors.Is(err, ErrNoAddress) {
+			return cacheEntry{}, err // transport failures are not cached
+		}
+		if err != nil {
+			ttl = negCacheTTL
+		}
+		if len(addrs) > maxCachedAddrs {
+			addrs = addrs[:maxCachedAddrs:maxCachedAddrs]
+		}
+		e := cacheEntry{addrs: addrs, err: err, expires: now.Add(ttl)}
+		u.store(name, e)
+		return e, nil
+	})
 	if err != nil {
-		ttl = negCacheTTL
+		return nil, err
 	}
-	if len(addrs) > maxCachedAddrs {
-		addrs = addrs[:maxCachedAddrs:maxCachedAddrs]
-	}
-	u.store(name, cacheEntry{addrs: addrs, err: err, expires: now.Add(ttl)})
-	return addrs, err
+	return e.addrs, e.err
 }
 
 func (u *Upstream) store(name string, e cacheEntry) {

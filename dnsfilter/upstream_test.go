@@ -2,8 +2,10 @@ package dnsfilter
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,5 +157,35 @@ func TestLookupAddrs(t *testing.T) {
 	}
 	if _, err := u.LookupAddrs(context.Background(), "nope.allowed.test"); err == nil {
 		t.Error("LookupAddrs of a missing name succeeded")
+	}
+}
+
+// TestLookupCoalescesAndBounds: concurrent misses for one name cost one
+// lookup (one A and one AAAA query), and a name with a thousand addresses
+// is cached with maxCachedAddrs of them.
+func TestLookupCoalescesAndBounds(t *testing.T) {
+	records := []string{}
+	for i := range 1000 {
+		records = append(records, fmt.Sprintf("many.test. 60 IN A 198.51.%d.%d", 100+i/250, 1+i%250))
+	}
+	up := startUpstream(t, append(records, "one.test. 60 IN A 198.51.100.10")...)
+	u := NewUpstream([]netip.AddrPort{up.addr}, 2*time.Second)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := u.LookupAddrs(context.Background(), "one.test"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(up.asked()); n > 4 { // A and AAAA; a late goroutine may miss the flight, not the cache
+		t.Errorf("50 concurrent lookups of one name cost %d upstream queries: %v", n, up.asked())
+	}
+	addrs, err := u.LookupAddrs(context.Background(), "many.test")
+	if err != nil || len(addrs) != maxCachedAddrs {
+		t.Fatalf("many.test: %d addresses, %v; want %d", len(addrs), err, maxCachedAddrs)
 	}
 }

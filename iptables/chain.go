@@ -10,14 +10,14 @@ import (
 // comment. Every path ends in a verdict.
 func writeModeChains(b *strings.Builder, p Ports, h Host) {
 	b.WriteString("\n\tchain deny_all {\n")
-	w := chainWriter{b: b}
+	w := chainWriter{b: b, deny: denyVerdict(h)}
 	w.replies()
 	w.rule("meta l4proto tcp counter reject with tcp reset", "mode deny-all")
-	w.rule("counter drop", "mode deny-all")
+	w.rule("counter "+w.deny, "mode deny-all")
 	b.WriteString("\t}\n")
 	for _, m := range []Mode{ModeAllowAll, ModeCustom} {
 		fmt.Fprintf(b, "\n\tchain %s {\n", modeChain(m))
-		w := chainWriter{b: b}
+		w := chainWriter{b: b, deny: denyVerdict(h)}
 		w.replies()
 		w.dns(p.DNS)
 		w.denyCIDRs()
@@ -35,7 +35,16 @@ func writeModeChains(b *strings.Builder, p Ports, h Host) {
 }
 
 type chainWriter struct {
-	b *strings.Builder
+	b    *strings.Builder
+	deny string // the verdict of a policy denial: drop, or reject (Host.Reject)
+}
+
+// denyVerdict is how the mode chains refuse what the policy denies.
+func denyVerdict(h Host) string {
+	if h.Reject {
+		return "reject with icmpx admin-prohibited"
+	}
+	return "drop"
 }
 
 // onBridge matches packets that arrive on a Linux bridge. They are sent to
@@ -87,15 +96,15 @@ func (w chainWriter) dns(port int) {
 			"DNS to resolver (on a bridge: by NAT)")
 		w.tproxy("meta l4proto { tcp, udp } th dport 53", port, "DNS to resolver")
 	}
-	w.rule("meta l4proto { tcp, udp } th dport 53 counter drop", "DNS: no resolver")
+	w.rule("meta l4proto { tcp, udp } th dport 53 counter "+w.deny, "DNS: no resolver")
 }
 
 // denyCIDRs drops non-TCP to deny_cidrs; TCP goes on to the proxy, which
 // logs the denial and resets the connection.
 func (w chainWriter) denyCIDRs() {
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
-	w.rule("ip saddr . ip daddr @deny4 meta l4proto != tcp counter drop", "deny_cidrs")
-	w.rule("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp counter drop", "deny_cidrs")
+	w.rule("ip saddr . ip daddr @deny4 meta l4proto != tcp counter "+w.deny, "deny_cidrs")
+	w.rule("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp counter "+w.deny, "deny_cidrs")
 }
 
 // tcp diverts every new TCP connection to the proxy, whatever its
@@ -139,17 +148,17 @@ func (w chainWriter) alive() {
 func (w chainWriter) protectHost() {
 	w.section("protect_host: not to this host's own addresses")
 	const local = "fib daddr type { local, broadcast, anycast, multicast }"
-	w.rule(local+" ip saddr . ip daddr != @exact4 counter drop", "protect_host")
-	w.rule(local+" ip6 saddr . ip6 daddr != @exact6 counter drop", "protect_host")
+	w.rule(local+" ip saddr . ip daddr != @exact4 counter "+w.deny, "protect_host")
+	w.rule(local+" ip6 saddr . ip6 daddr != @exact6 counter "+w.deny, "protect_host")
 }
 
 // isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
 func (w chainWriter) isolate() {
 	w.section("isolate_sandboxes: not to other sandboxes")
-	w.rule("ip daddr @peers4 ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
-	w.rule("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
-	w.rule("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4 counter drop", "isolate_sandboxes")
-	w.rule("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6 counter drop", "isolate_sandboxes")
+	w.rule("ip daddr @peers4 ip saddr . ip daddr != @named4 counter "+w.deny, "isolate_sandboxes")
+	w.rule("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6 counter "+w.deny, "isolate_sandboxes")
+	w.rule("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4 counter "+w.deny, "isolate_sandboxes")
+	w.rule("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6 counter "+w.deny, "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.
@@ -161,7 +170,7 @@ func (w chainWriter) others(m Mode) {
 	}
 	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
 	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
-	w.rule("counter drop", "mode custom: not allowed")
+	w.rule("counter "+w.deny, "mode custom: not allowed")
 }
 
 // writeNATChain redirects what the mode chains marked NATMark (packets on

@@ -57,6 +57,10 @@ var goldenCases = []struct {
 		Guarded:     []string{"veth-sb*", "tap*", "veth-old", "veth-sb1", "veth-old"},
 		ProtectHost: true, IsolateSandboxes: true,
 	}},
+	{"reject", []Sandbox{
+		{Name: "web", Interface: "veth-sb1", Mode: ModeCustom, Sources: prefixes("10.231.0.2/32"),
+			AllowCIDRs: prefixes("198.51.100.0/24"), DenyCIDRs: prefixes("198.51.100.128/25")},
+	}, ports, Host{ProtectHost: true, IsolateSandboxes: true, Reject: true}},
 }
 
 func TestRenderGolden(t *testing.T) {

@@ -133,7 +133,8 @@ func sameSandbox(a, b *Sandbox) bool {
 // that one becomes the other by elements alone.
 func (r *Ruleset) sameRules(o *Ruleset) bool {
 	return r.ports == o.ports && r.host.ProtectHost == o.host.ProtectHost &&
-		r.host.IsolateSandboxes == o.host.IsolateSandboxes && slices.Equal(r.patterns, o.patterns)
+		r.host.IsolateSandboxes == o.host.IsolateSandboxes && r.host.Reject == o.host.Reject &&
+		slices.Equal(r.patterns, o.patterns)
 }
 
 // modeChain is the chain a sandbox's packets jump to.

@@ -51,6 +51,12 @@ type Host struct {
 	// sandbox's sources unless its allow_cidrs names them (an entry inside
 	// the other sandbox's sources).
 	IsolateSandboxes bool
+	// Reject answers what the mode chains deny (UDP, ICMP and the rest;
+	// all of deny-all) with ICMP administratively prohibited, so the
+	// client fails at once; false drops silently. TCP is always reset.
+	// Spoofed sources, guarded interfaces and a dead egressd are always
+	// dropped: there is no one to tell.
+	Reject bool
 }
 
 // Ports are the local ports diverted traffic is sent to.

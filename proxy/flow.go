@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -103,10 +104,26 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 	f.client.SetReadDeadline(time.Time{})
 	d, target, err := s.admitName(ctx, f, sni)
 	if !d.Allowed() {
-		s.refuse(f, d, err)
+		s.refuseTLS(f, d, err)
 		return
 	}
 	s.forward(ctx, f, target, raw)
+}
+
+// tlsAccessDenied is a fatal TLS alert, access_denied (RFC 8446 §6.2), in
+// a plaintext record: what a server may send in answer to a ClientHello
+// it refuses. Clients print it ("tlsv1 alert access denied", Go's "remote
+// error: tls: access denied") instead of a reset.
+var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49}
+
+// refuseTLS answers a denied ClientHello with tlsAccessDenied, then closes
+// the connection in order so that the client reads the alert.
+func (s *Server) refuseTLS(f *flow, d policy.Decision, err error) {
+	f.client.SetWriteDeadline(time.Now().Add(time.Second))
+	f.client.Write(tlsAccessDenied)
+	f.client.CloseWrite()
+	f.client.Close()
+	s.endFlow(f, d, err)
 }
 
 // admitName judges name with the sandbox's current policy and picks the
@@ -137,6 +154,13 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 // The first request head is read through peek (charged to the peek
 // budget) and the charge ends once it is admitted.
 func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *peekReader) {
+	if len(peeked) > 0 && !mayStartRequest(peeked[0]) {
+		// Neither TLS nor HTTP (a Postgres startup message, a binary
+		// protocol): reset now rather than wait for a request line.
+		s.refuse(f, policy.Decision{Reason: policy.ReasonMalformed, Addr: f.dst.Addr()},
+			fmt.Errorf("first byte 0x%02x starts neither a TLS ClientHello nor an HTTP request", peeked[0]))
+		return
+	}
 	g := &httpFlow{s: s, ctx: ctx, f: f, peek: peek}
 	br := bufio.NewReader(io.MultiReader(bytes.NewReader(peeked), peek))
 	err := gateHTTP(br, g, g.check)
@@ -217,7 +241,13 @@ func (g *httpFlow) finish(err error) {
 		case errors.Is(err, errPeekBudget):
 			d.Reason = policy.ReasonPeekLimit
 		}
-		writeForbidden(f.client, d)
+		if d.Reason == policy.ReasonMalformed {
+			// Not HTTP (an SSH client's banner): an HTTP 403 would be
+			// noise in its protocol. Reset.
+			g.s.refuse(f, d, err)
+			return
+		}
+		writeForbidden(f.client, f.sandbox, d)
 		g.s.endFlow(f, d, err)
 		f.client.Close()
 		return
@@ -254,10 +284,13 @@ func (s *Server) refuse(f *flow, d policy.Decision, err error) {
 	s.endFlow(f, d, err)
 }
 
-func writeForbidden(c *net.TCPConn, d policy.Decision) {
-	body := "egressd: " + d.String() + "\n"
+// writeForbidden answers a denied HTTP request: 403, a body naming the
+// sandbox, the host and the rule, and the reason in X-Egressd-Deny.
+func writeForbidden(c *net.TCPConn, sandbox string, d policy.Decision) {
+	body := "egressd: sandbox " + strconv.Quote(sandbox) + ": " + d.String() + "\n"
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"+
+		"X-Egressd-Deny: "+d.Reason.String()+"\r\n"+
 		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 }
 

@@ -623,3 +623,10 @@ func fieldValueOK(v []byte) bool {
 	}
 	return true
 }
+
+// mayStartRequest reports whether c can be the first byte of an HTTP/1.x
+// request: a method's first character, or the empty lines RFC 9112 §2.2
+// lets come first.
+func mayStartRequest(c byte) bool {
+	return c == '\r' || c == '\n' || isToken([]byte{c})
+}

@@ -110,6 +110,7 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 		Guarded:          append(slices.Clone(guarded), cfg.Host.SandboxInterfaces...),
 		ProtectHost:      cfg.Host.ProtectHost,
 		IsolateSandboxes: cfg.Host.IsolateSandboxes,
+		Reject:           cfg.Host.Reject == config.RejectICMP,
 	}
 	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}, host
 }

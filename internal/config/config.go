@@ -62,7 +62,17 @@ type Host struct {
 	SandboxInterfaces []string
 	ProtectHost       bool // no sandbox reaches an address of the host itself
 	IsolateSandboxes  bool // no sandbox reaches another sandbox's sources
+	// Reject is how the kernel refuses what it denies: RejectICMP answers
+	// with ICMP administratively prohibited (TCP with a reset), RejectDrop
+	// drops silently.
+	Reject string
 }
+
+// The values of host.reject.
+const (
+	RejectICMP = "icmp"
+	RejectDrop = "drop"
+)
 
 // Guard is the host-wide part of every sandbox's policy. The caller sets
 // IsLocal: this package knows nothing of the host's addresses.

@@ -162,7 +162,7 @@ func TestDefaults(t *testing.T) {
 			CacheSize:             DefaultCacheSize,
 			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
 		},
-		Host:      Host{ProtectHost: true, IsolateSandboxes: true},
+		Host:      Host{ProtectHost: true, IsolateSandboxes: true, Reject: RejectICMP},
 		Sandboxes: cfg.Sandboxes,
 	}
 	if !reflect.DeepEqual(*cfg, want) {

@@ -61,6 +61,8 @@ func marshal(t *testing.T, cfg *Config) []byte {
 		},
 		Admin: fileAdmin{Socket: cfg.Admin.Socket, Metrics: cfg.Admin.Metrics},
 		State: fileState{Dir: cfg.State.Dir},
+		Host: fileHost{SandboxInterfaces: cfg.Host.SandboxInterfaces, ProtectHost: cfg.Host.ProtectHost,
+			IsolateSandboxes: cfg.Host.IsolateSandboxes, Reject: cfg.Host.Reject},
 		DNS: fileDNS{
 			MinBindingTTL:         cfg.DNS.MinBindingTTL.String(),
 			BlockPrivateAnswers:   cfg.DNS.BlockPrivateAnswers,

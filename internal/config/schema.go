@@ -38,6 +38,7 @@ type fileHost struct {
 	SandboxInterfaces []string `toml:"sandbox_interfaces"`
 	ProtectHost       bool     `toml:"protect_host" want:"true or false"`
 	IsolateSandboxes  bool     `toml:"isolate_sandboxes" want:"true or false"`
+	Reject            string   `toml:"reject" want:"\"icmp\" or \"drop\""`
 }
 
 type fileAdmin struct {
@@ -85,6 +86,7 @@ const (
 
 	DefaultProtectHost      = true
 	DefaultIsolateSandboxes = true
+	DefaultReject           = RejectICMP
 )
 
 // defaultFile is the schema pre-filled with the defaults; decoding only
@@ -110,6 +112,6 @@ func defaultFile() fileConfig {
 			CacheSize:             DefaultCacheSize,
 			MaxBindingsPerSandbox: DefaultMaxBindingsPerSandbox,
 		},
-		Host: fileHost{ProtectHost: DefaultProtectHost, IsolateSandboxes: DefaultIsolateSandboxes},
+		Host: fileHost{ProtectHost: DefaultProtectHost, IsolateSandboxes: DefaultIsolateSandboxes, Reject: DefaultReject},
 	}
 }

@@ -19,7 +19,11 @@ func (v *validator) host(f fileHost) Host {
 		}
 		seen[s] = true
 	}
-	return Host{SandboxInterfaces: f.SandboxInterfaces, ProtectHost: f.ProtectHost, IsolateSandboxes: f.IsolateSandboxes}
+	if f.Reject != RejectICMP && f.Reject != RejectDrop {
+		v.bad("host.reject", stringValue("host.reject", f.Reject, `want "icmp" or "drop"`))
+	}
+	return Host{SandboxInterfaces: f.SandboxInterfaces, ProtectHost: f.ProtectHost, IsolateSandboxes: f.IsolateSandboxes,
+		Reject: f.Reject}
 }
 
 // checkInterfacePattern accepts an interface name or a prefix followed by

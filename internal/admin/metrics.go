@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/dnsfilter"
@@ -30,75 +29,86 @@ type DNSStats interface {
 	Stats() dnsfilter.Stats
 }
 
-// family is one metric of the text exposition format and its samples.
-type family struct {
-	name, help, kind string
-	samples          []sample
-}
-
-// sample is one labelled value; labels is `{k="v"}` or "".
-type sample struct {
-	labels string
-	value  uint64
-}
-
-// NewMetricsHandler serves GET /metrics in the Prometheus text format
-// (version 0.0.4): live flows per sandbox, the proxy's verdict and byte
-// counters, and the resolver's counters.
+// NewMetricsHandler serves GET /metrics through client_golang: live flows
+// per sandbox, the proxy's verdict, denial and byte counters, the
+// resolver's counters (read from the components at each scrape), and the
+// standard Go and process collectors.
 func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&egressdCollector{ctl: ctl, px: px, dns: dns})
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		writeMetrics(w, collect(ctl, px, dns))
-	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	return mux
 }
 
-func collect(ctl *control.Controller, px ProxyStats, dns DNSStats) []family {
-	perSandbox := flowsPerSandbox(px.Flows())
-	flows := family{name: "egressd_sandbox_flows", help: "Live proxied flows.", kind: "gauge"}
-	for _, sb := range ctl.List() {
-		flows.samples = append(flows.samples, sample{labels("sandbox", sb.Name), uint64(perSandbox[sb.Name])})
-	}
-	p, d := px.Stats(), dns.Stats()
-	return []family{
-		flows,
-		{"egressd_proxy_flows_total", "Ended proxied flows by verdict.", "counter",
-			[]sample{{labels("verdict", "allow"), p.Allowed}, {labels("verdict", "deny"), p.Denied}}},
-		{"egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", "counter",
-			[]sample{{"", p.Cut}}},
-		{"egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", "counter",
-			[]sample{{"", p.Idle}}},
-		denials(p.DeniedBy),
-		{"egressd_proxy_bytes_total", "Bytes of ended flows.", "counter",
-			[]sample{{labels("direction", "up"), p.BytesUp}, {labels("direction", "down"), p.BytesDown}}},
-		{"egressd_dns_queries_total", "DNS queries by outcome.", "counter", []sample{
-			{labels("outcome", "forwarded"), d.Forwarded}, {labels("outcome", "refused"), d.Refused},
-			{labels("outcome", "dropped"), d.Dropped}, {labels("outcome", "servfail"), d.UpstreamErrors}}},
-		{"egressd_dns_cache_hits_total", "Queries answered from the shared cache.", "counter", []sample{{"", d.CacheHits}}},
-		{"egressd_dns_cache_evictions_total", "Live answers pushed out of the full cache.", "counter", []sample{{"", d.CacheEvictions}}},
-		{"egressd_dns_cached_answers", "Answers in the cache.", "gauge", []sample{{"", uint64(d.CachedAnswers)}}},
-		{"egressd_dns_binding_evictions_total", "Live name-address bindings evicted by dns.max_bindings_per_sandbox; flows to their addresses may be denied.",
-			"counter", []sample{{"", d.BindingEvictions}}},
+// metric is one of egressd's metrics, described once; its values come
+// from the components' counters at each scrape.
+type metric struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+}
+
+func newMetric(name, help string, kind prometheus.ValueType, labels ...string) metric {
+	return metric{prometheus.NewDesc(name, help, labels, nil), kind}
+}
+
+var (
+	mFlows      = newMetric("egressd_sandbox_flows", "Live proxied flows.", prometheus.GaugeValue, "sandbox")
+	mFlowsTotal = newMetric("egressd_proxy_flows_total", "Ended proxied flows by verdict.", prometheus.CounterValue, "verdict")
+	mCut        = newMetric("egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", prometheus.CounterValue)
+	mIdle       = newMetric("egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", prometheus.CounterValue)
+	mDenials    = newMetric("egressd_proxy_denials_total", "Denied proxied flows by reason.", prometheus.CounterValue, "reason")
+	mBytes      = newMetric("egressd_proxy_bytes_total", "Bytes of ended flows.", prometheus.CounterValue, "direction")
+	mQueries    = newMetric("egressd_dns_queries_total", "DNS queries by outcome.", prometheus.CounterValue, "outcome")
+	mCacheHits  = newMetric("egressd_dns_cache_hits_total", "Queries answered from the shared cache.", prometheus.CounterValue)
+	mCacheEvict = newMetric("egressd_dns_cache_evictions_total", "Live answers pushed out of the full cache.", prometheus.CounterValue)
+	mCached     = newMetric("egressd_dns_cached_answers", "Answers in the cache.", prometheus.GaugeValue)
+	mBindEvict  = newMetric("egressd_dns_binding_evictions_total",
+		"Live name-address bindings evicted by dns.max_bindings_per_sandbox; flows to their addresses may be denied.", prometheus.CounterValue)
+)
+
+var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict}
+
+// egressdCollector reads egressd's own counters at each scrape.
+type egressdCollector struct {
+	ctl *control.Controller
+	px  ProxyStats
+	dns DNSStats
+}
+
+func (c *egressdCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range allMetrics {
+		ch <- m.desc
 	}
 }
 
-// labels renders one label pair, its value escaped as the format wants.
-func labels(key, value string) string {
-	v := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(value)
-	return "{" + key + `="` + v + `"}`
-}
-
-// writeMetrics writes each family's HELP and TYPE once, then its samples.
-func writeMetrics(w io.Writer, fams []family) {
-	var b strings.Builder
-	for _, f := range fams {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.kind)
-		for _, s := range f.samples {
-			b.WriteString(f.name + s.labels + " " + strconv.FormatUint(s.value, 10) + "\n")
-		}
+func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
+	emit := func(m metric, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(v), labels...)
 	}
-	io.WriteString(w, b.String())
+	perSandbox := flowsPerSandbox(c.px.Flows())
+	for _, sb := range c.ctl.List() {
+		emit(mFlows, uint64(perSandbox[sb.Name]), sb.Name)
+	}
+	p, d := c.px.Stats(), c.dns.Stats()
+	emit(mFlowsTotal, p.Allowed, "allow")
+	emit(mFlowsTotal, p.Denied, "deny")
+	emit(mCut, p.Cut)
+	emit(mIdle, p.Idle)
+	for reason, n := range p.DeniedBy {
+		emit(mDenials, n, reason)
+	}
+	emit(mBytes, p.BytesUp, "up")
+	emit(mBytes, p.BytesDown, "down")
+	emit(mQueries, d.Forwarded, "forwarded")
+	emit(mQueries, d.Refused, "refused")
+	emit(mQueries, d.Dropped, "dropped")
+	emit(mQueries, d.UpstreamErrors, "servfail")
+	emit(mCacheHits, d.CacheHits)
+	emit(mCacheEvict, d.CacheEvictions)
+	emit(mCached, uint64(d.CachedAnswers))
+	emit(mBindEvict, d.BindingEvictions)
 }
 
 // ListenMetrics opens the metrics endpoint's TCP listener, so a bad
@@ -123,17 +133,3 @@ func ServeMetrics(ctx context.Context, ln net.Listener, h http.Handler, log *zap
 	}
 }
 
-// denials is egressd_proxy_denials_total: denied flows by the reason their
-// log line carries, one sample per reason seen.
-func denials(by map[string]uint64) family {
-	f := family{name: "egressd_proxy_denials_total", help: "Denied proxied flows by reason.", kind: "counter"}
-	reasons := make([]string, 0, len(by))
-	for r := range by {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	for _, r := range reasons {
-		f.samples = append(f.samples, sample{labels("reason", r), by[r]})
-	}
-	return f
-}

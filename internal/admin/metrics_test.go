@@ -25,7 +25,8 @@ func TestMetrics(t *testing.T) {
 	r := newRig(t, nil)
 	px := fakeStats{
 		fakeFlows: fakeFlows{{Sandbox: "open"}, {Sandbox: "open"}, {Sandbox: "picky"}},
-		p:         proxy.Stats{Allowed: 7, Denied: 3, Cut: 1, BytesUp: 100, BytesDown: 2000},
+		p: proxy.Stats{Allowed: 7, Denied: 3, Cut: 1, Idle: 2, BytesUp: 100, BytesDown: 2000,
+			DeniedBy: map[string]uint64{"no-match": 2, "dial-failed": 1}},
 	}
 	dns := fakeDNS{Forwarded: 5, Refused: 4, Dropped: 2, UpstreamErrors: 1, CacheHits: 3, BindingEvictions: 9, CachedAnswers: 6}
 	w := httptest.NewRecorder()
@@ -46,21 +47,23 @@ func TestMetrics(t *testing.T) {
 		`egressd_dns_queries_total{outcome="servfail"} 1`,
 		`egressd_dns_binding_evictions_total 9`,
 		`egressd_dns_cached_answers 6`,
+		`egressd_proxy_flows_idle_closed_total 2`,
+		`egressd_proxy_denials_total{reason="dial-failed"} 1`,
+		`egressd_proxy_denials_total{reason="no-match"} 2`,
 		"# TYPE egressd_proxy_flows_total counter",
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("missing %q in\n%s", want, body)
 		}
 	}
+	for _, std := range []string{"go_goroutines ", "process_resident_memory_bytes "} {
+		if !strings.Contains(string(body), "\n"+std) {
+			t.Errorf("standard collector metric %q missing", std)
+		}
+	}
 	for _, fam := range []string{"egressd_sandbox_flows", "egressd_proxy_flows_total", "egressd_dns_queries_total"} {
 		if n := strings.Count(string(body), "# TYPE "+fam+" "); n != 1 {
 			t.Errorf("family %s declared %d times", fam, n)
 		}
-	}
-}
-
-func TestMetricsLabelEscaping(t *testing.T) {
-	if got := labels("sandbox", "a\"b\\c\nd"); got != `{sandbox="a\"b\\c\nd"}` {
-		t.Errorf("labels = %s", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
+	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/policy"
 )
 
@@ -124,6 +125,8 @@ type Stats struct {
 	CacheEvictions   uint64 // live answers pushed out of the full cache
 	BindingEvictions uint64 // live bindings pushed out by max_bindings_per_sandbox
 	CachedAnswers    int    // answers in the cache now
+	// UpstreamLatency is the time of each query to an upstream server.
+	UpstreamLatency *latency.Histogram
 }
 
 type counters struct {
@@ -142,7 +145,15 @@ func (r *Resolver) Stats() Stats {
 		CacheEvictions:   r.cache.evictions.Load(),
 		BindingEvictions: r.binds.evicted.Load(),
 		CachedAnswers:    r.cache.len(),
+		UpstreamLatency:  r.upstreamLatency(),
 	}
+}
+
+func (r *Resolver) upstreamLatency() *latency.Histogram {
+	if r.opts.Upstream == nil {
+		return nil
+	}
+	return &r.opts.Upstream.Latency
 }
 
 // unchanged reports whether sb was in old with the same policy, sources

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/egressd/egressd/internal/latency"
 )
 
 // Cache bounds for Upstream.
@@ -37,6 +39,10 @@ type Upstream struct {
 	tcp     *dns.Client
 
 	preferred atomic.Uint32 // index of the server that answered last
+
+	// Latency of each query to one server (both transports, a failure
+	// included), for /metrics.
+	Latency latency.Histogram
 
 	mu      sync.Mutex
 	cache   map[string]cacheEntry
@@ -206,6 +212,8 @@ func (u *Upstream) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 // exchange sends q to srv over UDP, and over TCP when the answer is
 // truncated, and checks that the answer matches the question.
 func (u *Upstream) exchange(ctx context.Context, q *dns.Msg, srv netip.AddrPort) (*dns.Msg, error) {
+	start := time.Now()
+	defer func() { u.Latency.Observe(time.Since(start)) }()
 	r, _, err := u.udp.ExchangeContext(ctx, q, srv.String())
 	if err == nil && r.Truncated {
 		r, _, err = u.tcp.ExchangeContext(ctx, q, srv.String())

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/egressd/egressd/policy"
+	"time"
 )
 
 // pin picks the address a flow admitted for name may reach: the original
@@ -60,7 +61,9 @@ const noKeepAlive = -1
 // dial connects to target within DialTimeout and records it on f.
 func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: s.opts.DialTimeout, KeepAlive: noKeepAlive}
+	start := time.Now()
 	c, err := d.DialContext(ctx, "tcp", target.String())
+	s.dialLat.Observe(time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
 	}

@@ -102,6 +102,7 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 		return
 	}
 	f.client.SetReadDeadline(time.Time{})
+	s.peekLat.Observe(time.Since(f.start))
 	d, target, err := s.admitName(ctx, f, sni)
 	if !d.Allowed() {
 		s.refuseTLS(f, d, err)
@@ -190,6 +191,7 @@ func (g *httpFlow) check(host string) error {
 		return nil
 	}
 	g.f.client.SetReadDeadline(time.Time{})
+	g.s.peekLat.Observe(time.Since(g.f.start))
 	d, target, err := g.s.admitName(g.ctx, g.f, host)
 	if !d.Allowed() {
 		g.denial = &d

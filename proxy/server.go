@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/policy"
 )
 
@@ -66,6 +67,8 @@ type Server struct {
 	swapMu    sync.Mutex // serialises SetSandboxes
 	lns       []*net.TCPListener
 	peeks     *peekBudget
+	peekLat   latency.Histogram // accept to the name read (TLS SNI, first HTTP Host)
+	dialLat   latency.Histogram // connecting upstream
 }
 
 // NewServer returns a server that judges flows with set.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"sync/atomic"
 
+	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/policy"
 )
 
@@ -16,9 +17,12 @@ type Stats struct {
 	Idle    uint64 // admitted flows closed by proxy.idle_timeout
 	// DeniedBy counts denied flows by reason (policy.Reason's name), the
 	// reason their log line carries.
-	DeniedBy  map[string]uint64
-	BytesUp   uint64 // sandbox → upstream, of ended flows
-	BytesDown uint64 // upstream → sandbox, of ended flows
+	DeniedBy map[string]uint64
+	// Peek is the time from accept to the name read; Dial, connecting
+	// upstream.
+	Peek, Dial *latency.Histogram
+	BytesUp    uint64 // sandbox → upstream, of ended flows
+	BytesDown  uint64 // upstream → sandbox, of ended flows
 }
 
 type counters struct {
@@ -46,6 +50,8 @@ func (s *Server) Stats() Stats {
 		Cut:       s.stats.cut.Load(),
 		Idle:      s.stats.idle.Load(),
 		DeniedBy:  s.stats.deniedByReason(),
+		Peek:      &s.peekLat,
+		Dial:      &s.dialLat,
 		BytesUp:   s.stats.up.Load(),
 		BytesDown: s.stats.down.Load(),
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/egressd/egressd/dnsfilter"
 	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/proxy"
 )
 
@@ -66,9 +67,14 @@ var (
 	mCached     = newMetric("egressd_dns_cached_answers", "Answers in the cache.", prometheus.GaugeValue)
 	mBindEvict  = newMetric("egressd_dns_binding_evictions_total",
 		"Live name-address bindings evicted by dns.max_bindings_per_sandbox; flows to their addresses may be denied.", prometheus.CounterValue)
+
+	mPeek     = newMetric("egressd_proxy_peek_seconds", "Time from accepting a flow to reading its name (TLS SNI, first HTTP Host).", prometheus.UntypedValue)
+	mDial     = newMetric("egressd_proxy_dial_seconds", "Time to connect upstream.", prometheus.UntypedValue)
+	mUpstream = newMetric("egressd_dns_upstream_seconds", "Time of each query to an upstream DNS server.", prometheus.UntypedValue)
 )
 
-var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict}
+var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
+	mPeek, mDial, mUpstream}
 
 // egressdCollector reads egressd's own counters at each scrape.
 type egressdCollector struct {
@@ -109,6 +115,15 @@ func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(mCacheEvict, d.CacheEvictions)
 	emit(mCached, uint64(d.CachedAnswers))
 	emit(mBindEvict, d.BindingEvictions)
+	for _, h := range []struct {
+		m metric
+		h *latency.Histogram
+	}{{mPeek, p.Peek}, {mDial, p.Dial}, {mUpstream, d.UpstreamLatency}} {
+		if h.h != nil {
+			buckets, count, sum := h.h.Snapshot()
+			ch <- prometheus.MustNewConstHistogram(h.m.desc, count, sum, buckets)
+		}
+	}
 }
 
 // ListenMetrics opens the metrics endpoint's TCP listener, so a bad
@@ -132,4 +147,3 @@ func ServeMetrics(ctx context.Context, ln net.Listener, h http.Handler, log *zap
 		log.Error("metrics endpoint stopped", zap.Error(err))
 	}
 }
-

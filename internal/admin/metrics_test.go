@@ -5,8 +5,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/proxy"
 )
 
@@ -23,10 +25,13 @@ func (f fakeDNS) Stats() dnsfilter.Stats { return dnsfilter.Stats(f) }
 
 func TestMetrics(t *testing.T) {
 	r := newRig(t, nil)
+	var peek latency.Histogram
+	peek.Observe(3 * time.Millisecond)
+	peek.Observe(2 * time.Second)
 	px := fakeStats{
 		fakeFlows: fakeFlows{{Sandbox: "open"}, {Sandbox: "open"}, {Sandbox: "picky"}},
 		p: proxy.Stats{Allowed: 7, Denied: 3, Cut: 1, Idle: 2, BytesUp: 100, BytesDown: 2000,
-			DeniedBy: map[string]uint64{"no-match": 2, "dial-failed": 1}},
+			DeniedBy: map[string]uint64{"no-match": 2, "dial-failed": 1}, Peek: &peek},
 	}
 	dns := fakeDNS{Forwarded: 5, Refused: 4, Dropped: 2, UpstreamErrors: 1, CacheHits: 3, BindingEvictions: 9, CachedAnswers: 6}
 	w := httptest.NewRecorder()
@@ -48,6 +53,10 @@ func TestMetrics(t *testing.T) {
 		`egressd_dns_binding_evictions_total 9`,
 		`egressd_dns_cached_answers 6`,
 		`egressd_proxy_flows_idle_closed_total 2`,
+		`egressd_proxy_peek_seconds_bucket{le="0.005"} 1`,
+		`egressd_proxy_peek_seconds_bucket{le="+Inf"} 2`,
+		`egressd_proxy_peek_seconds_count 2`,
+		"# TYPE egressd_proxy_peek_seconds histogram",
 		`egressd_proxy_denials_total{reason="dial-failed"} 1`,
 		`egressd_proxy_denials_total{reason="no-match"} 2`,
 		"# TYPE egressd_proxy_flows_total counter",

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/egressd/egressd/internal/latency"
@@ -23,11 +24,26 @@ type Stats struct {
 	Peek, Dial *latency.Histogram
 	BytesUp    uint64 // sandbox → upstream, of ended flows
 	BytesDown  uint64 // upstream → sandbox, of ended flows
+	// BySandbox counts ended flows by sandbox, verdict and reason.
+	BySandbox map[SandboxVerdict]uint64
+}
+
+// SandboxVerdict is a key of Stats.BySandbox.
+type SandboxVerdict struct {
+	Sandbox, Verdict, Reason string
 }
 
 type counters struct {
 	allowed, denied, cut, idle, up, down atomic.Uint64
 	deniedBy                             [256]atomic.Uint64 // by policy.Reason
+	bySandbox                            sync.Map           // sandboxKey → *atomic.Uint64
+}
+
+// sandboxKey is a bySandbox key: cheap to build for every ended flow.
+type sandboxKey struct {
+	sandbox string
+	verdict policy.Verdict
+	reason  policy.Reason
 }
 
 // count adds an ended flow to the counters.
@@ -38,6 +54,12 @@ func (c *counters) count(f *flow, d policy.Decision) {
 		c.denied.Add(1)
 		c.deniedBy[d.Reason].Add(1)
 	}
+	k := sandboxKey{f.sandbox, d.Verdict, d.Reason}
+	n, ok := c.bySandbox.Load(k)
+	if !ok {
+		n, _ = c.bySandbox.LoadOrStore(k, new(atomic.Uint64))
+	}
+	n.(*atomic.Uint64).Add(1)
 	c.up.Add(uint64(f.up.Load()))
 	c.down.Add(uint64(f.down.Load()))
 }
@@ -54,7 +76,18 @@ func (s *Server) Stats() Stats {
 		Dial:      &s.dialLat,
 		BytesUp:   s.stats.up.Load(),
 		BytesDown: s.stats.down.Load(),
+		BySandbox: s.stats.bySandboxVerdict(),
 	}
+}
+
+func (c *counters) bySandboxVerdict() map[SandboxVerdict]uint64 {
+	out := map[SandboxVerdict]uint64{}
+	c.bySandbox.Range(func(k, v any) bool {
+		key := k.(sandboxKey)
+		out[SandboxVerdict{key.sandbox, key.verdict.String(), key.reason.String()}] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }
 
 func (c *counters) deniedByReason() map[string]uint64 {

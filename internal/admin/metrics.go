@@ -60,6 +60,8 @@ var (
 	mCut        = newMetric("egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", prometheus.CounterValue)
 	mIdle       = newMetric("egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", prometheus.CounterValue)
 	mDenials    = newMetric("egressd_proxy_denials_total", "Denied proxied flows by reason.", prometheus.CounterValue, "reason")
+	mBySandbox  = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict and reason.", prometheus.CounterValue,
+		"sandbox", "verdict", "reason")
 	mBytes      = newMetric("egressd_proxy_bytes_total", "Bytes of ended flows.", prometheus.CounterValue, "direction")
 	mQueries    = newMetric("egressd_dns_queries_total", "DNS queries by outcome.", prometheus.CounterValue, "outcome")
 	mCacheHits  = newMetric("egressd_dns_cache_hits_total", "Queries answered from the shared cache.", prometheus.CounterValue)
@@ -73,7 +75,7 @@ var (
 	mUpstream = newMetric("egressd_dns_upstream_seconds", "Time of each query to an upstream DNS server.", prometheus.UntypedValue)
 )
 
-var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
+var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBySandbox, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
 	mPeek, mDial, mUpstream}
 
 // egressdCollector reads egressd's own counters at each scrape.
@@ -104,6 +106,9 @@ func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(mIdle, p.Idle)
 	for reason, n := range p.DeniedBy {
 		emit(mDenials, n, reason)
+	}
+	for k, n := range p.BySandbox {
+		emit(mBySandbox, n, k.Sandbox, k.Verdict, k.Reason)
 	}
 	emit(mBytes, p.BytesUp, "up")
 	emit(mBytes, p.BytesDown, "down")

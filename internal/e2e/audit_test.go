@@ -75,7 +75,8 @@ func TestEveryDecisionLogged(t *testing.T) {
 }
 
 // TestDenialReasons: each way a flow is refused carries its own reason,
-// in its log line and in egressd_proxy_denials_total.
+// in its log line, in egressd_proxy_denials_total and in the sandbox's
+// egressd_sandbox_flows_total.
 func TestDenialReasons(t *testing.T) {
 	e := newIdleEnv(t, defaultSandbox)
 	e.proxy = "max_conns_per_sandbox = 3"
@@ -120,7 +121,8 @@ func TestDenialReasons(t *testing.T) {
 		metrics, _ := e.tp.Exec(e.tp.Firewall, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:9464/metrics")
 		for _, r := range want {
 			if !strings.Contains(e.logs.String(), `"reason":"`+r+`"`) ||
-				!strings.Contains(string(metrics), `egressd_proxy_denials_total{reason="`+r+`"}`) {
+				!strings.Contains(string(metrics), `egressd_proxy_denials_total{reason="`+r+`"}`) ||
+				!strings.Contains(string(metrics), `egressd_sandbox_flows_total{reason="`+r+`",sandbox="sb1",verdict="deny"}`) {
 				missing = append(missing, r)
 			}
 		}

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -12,8 +13,8 @@ func writeModeChains(b *strings.Builder, p Ports, h Host) {
 	b.WriteString("\n\tchain deny_all {\n")
 	w := chainWriter{b: b, deny: denyVerdict(h)}
 	w.replies()
-	w.rule("meta l4proto tcp counter reject with tcp reset", "mode deny-all")
-	w.rule("counter "+w.deny, "mode deny-all")
+	w.denied("meta l4proto tcp", "reject with tcp reset", "mode deny-all")
+	w.denied("", w.deny, "mode deny-all")
 	b.WriteString("\t}\n")
 	for _, m := range []Mode{ModeAllowAll, ModeCustom} {
 		fmt.Fprintf(b, "\n\tchain %s {\n", modeChain(m))
@@ -96,15 +97,15 @@ func (w chainWriter) dns(port int) {
 			"DNS to resolver (on a bridge: by NAT)")
 		w.tproxy("meta l4proto { tcp, udp } th dport 53", port, "DNS to resolver")
 	}
-	w.rule("meta l4proto { tcp, udp } th dport 53 counter "+w.deny, "DNS: no resolver")
+	w.denied("meta l4proto { tcp, udp } th dport 53", w.deny, "DNS: no resolver")
 }
 
 // denyCIDRs drops non-TCP to deny_cidrs; TCP goes on to the proxy, which
 // logs the denial and resets the connection.
 func (w chainWriter) denyCIDRs() {
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
-	w.rule("ip saddr . ip daddr @deny4 meta l4proto != tcp counter "+w.deny, "deny_cidrs")
-	w.rule("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp counter "+w.deny, "deny_cidrs")
+	w.denied("ip saddr . ip daddr @deny4 meta l4proto != tcp", w.deny, "deny_cidrs")
+	w.denied("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp", w.deny, "deny_cidrs")
 }
 
 // tcp diverts every new TCP connection to the proxy, whatever its
@@ -148,17 +149,17 @@ func (w chainWriter) alive() {
 func (w chainWriter) protectHost() {
 	w.section("protect_host: not to this host's own addresses")
 	const local = "fib daddr type { local, broadcast, anycast, multicast }"
-	w.rule(local+" ip saddr . ip daddr != @exact4 counter "+w.deny, "protect_host")
-	w.rule(local+" ip6 saddr . ip6 daddr != @exact6 counter "+w.deny, "protect_host")
+	w.denied(local+" ip saddr . ip daddr != @exact4", w.deny, "protect_host")
+	w.denied(local+" ip6 saddr . ip6 daddr != @exact6", w.deny, "protect_host")
 }
 
 // isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
 func (w chainWriter) isolate() {
 	w.section("isolate_sandboxes: not to other sandboxes")
-	w.rule("ip daddr @peers4 ip saddr . ip daddr != @named4 counter "+w.deny, "isolate_sandboxes")
-	w.rule("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6 counter "+w.deny, "isolate_sandboxes")
-	w.rule("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4 counter "+w.deny, "isolate_sandboxes")
-	w.rule("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6 counter "+w.deny, "isolate_sandboxes")
+	w.denied("ip daddr @peers4 ip saddr . ip daddr != @named4", w.deny, "isolate_sandboxes")
+	w.denied("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6", w.deny, "isolate_sandboxes")
+	w.denied("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4", w.deny, "isolate_sandboxes")
+	w.denied("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6", w.deny, "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.
@@ -170,7 +171,7 @@ func (w chainWriter) others(m Mode) {
 	}
 	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
 	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
-	w.rule("counter "+w.deny, "mode custom: not allowed")
+	w.denied("", w.deny, "mode custom: not allowed")
 }
 
 // writeNATChain redirects what the mode chains marked NATMark (packets on
@@ -199,4 +200,39 @@ func writeForwardChain(b *strings.Builder) {
 	chainWriter{b: b}.rule(fmt.Sprintf("meta mark { 0x%x, 0x%x } counter drop", Mark, NATMark),
 		"marked for egressd, yet forwarded: policy routing or NAT missing")
 	b.WriteString("\t}\n")
+}
+
+// KernelReasons are the denials of the mode chains that the kernel counts
+// per sandbox source, in sets kdrops4 and kdrops6 keyed by (source, id),
+// the id being the index here plus one (the rule's comment is the name).
+var KernelReasons = []string{"mode deny-all", "DNS: no resolver", "deny_cidrs", "protect_host", "isolate_sandboxes",
+	"mode custom: not allowed"}
+
+// denied writes a denial with verdict for packets matching match (all, if
+// ""), preceded by rules that count the packet under its source and reason
+// in kdrops4 or kdrops6, one per family the match allows. The counting
+// rules carry no verdict: a full set makes them fail, never the denial.
+func (w chainWriter) denied(match, verdict, comment string) {
+	id := slices.Index(KernelReasons, comment) + 1
+	v6 := strings.HasPrefix(match, "ip6 ") || strings.Contains(match, " ip6 ")
+	v4 := strings.HasPrefix(match, "ip ") || strings.Contains(match, " ip ")
+	for _, f := range []struct{ nfproto, saddr, set string }{{"ipv4", "ip saddr", "kdrops4"}, {"ipv6", "ip6 saddr", "kdrops6"}} {
+		if (f.nfproto == "ipv4" && v6) || (f.nfproto == "ipv6" && v4) {
+			continue
+		}
+		fmt.Fprintf(w.b, "\t\t%s meta mark set %d update @%s { %s . meta mark }\n",
+			strings.TrimSpace("meta nfproto "+f.nfproto+" "+match), id, f.set, f.saddr)
+	}
+	w.rule(strings.TrimSpace(match+" counter "+verdict), comment)
+}
+
+// writeDropSets declares kdrops4 and kdrops6: an element, with its own
+// counter, per (sandbox source, KernelReasons id) that was denied.
+func writeDropSets(b *strings.Builder) {
+	b.WriteString("\t# what the mode chains denied, by source and reason (KernelReasons)\n")
+	for _, f := range []struct{ name, saddr string }{{"kdrops4", "ip saddr"}, {"kdrops6", "ip6 saddr"}} {
+		fmt.Fprintf(b, "\tset %s {\n\t\ttypeof %s . meta mark\n\t\tsize 65536\n\t\tflags dynamic,timeout\n\t\ttimeout 1h\n\t\tcounter\n\t}\n",
+			f.name, f.saddr)
+	}
+	b.WriteString("\n")
 }

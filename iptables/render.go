@@ -102,6 +102,7 @@ func (r *Ruleset) Script() string {
 	b.WriteString(header)
 	fmt.Fprintf(&b, "table inet %s {\n", Table)
 	writeAlive(&b)
+	writeDropSets(&b)
 	r.writeSets(&b, false)
 	r.writePrerouting(&b)
 	writeModeChains(&b, r.ports, r.host)

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -77,6 +78,24 @@ func TestTraffic(t *testing.T) {
 		t.Run("deny_cidrs win over allow_cidrs", func(t *testing.T) {
 			dropUDP(t, "deny_cidrs", netip.Addr{}, at(denied4, 9999))
 			dropUDP(t, "deny_cidrs", netip.Addr{}, at(denied6, 9999))
+		})
+		t.Run("denials are counted per source and reason", func(t *testing.T) {
+			drops, err := l.in.KernelDrops(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]uint64{}
+			for _, d := range drops {
+				got[d.Source.String()+" "+d.Reason] += d.Packets
+			}
+			for _, want := range []string{
+				netnstest.SandboxAddr4.String() + " deny_cidrs", netnstest.SandboxAddr6.String() + " deny_cidrs",
+				netnstest.SandboxAddr4.String() + " mode custom: not allowed", netnstest.SandboxAddr6.String() + " mode custom: not allowed",
+			} {
+				if got[want] == 0 {
+					t.Errorf("no kernel drop counted for %q; counted %v", want, got)
+				}
+			}
 		})
 		t.Run("ping to allow_cidrs is answered", func(t *testing.T) {
 			for _, dst := range []netip.Addr{allowed4, allowed6} {

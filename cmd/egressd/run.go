@@ -122,9 +122,10 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	go heartbeat(ctx, log, func() error { kern.Forget(); return ctl.Apply(ctx) })
 	go reloadOnHUP(ctx, hup, log, path, ctl)
 	go every(ctx, time.Second, ctl.CheckBridges)
+	go logKernelDrops(ctx, log, iptables.Installer{}.KernelDrops, ctl.Sandboxes, kernelDropsInterval)
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
-		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res), log)
+		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, kernelDenials(ctl)), log)
 	}
 	adm.Start(admin.NewHandler(ctl, srv, log))
 	if _, err := admin.NotifyReady(); err != nil {
@@ -139,6 +140,10 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	log.Info("stopped")
 	return err
 }
+
+// kernelDropsInterval is how often the kernel's denial counters are read
+// for their log lines.
+const kernelDropsInterval = 5 * time.Second
 
 // every calls f each interval until ctx is done.
 func every(ctx context.Context, interval time.Duration, f func()) {
@@ -242,4 +247,20 @@ func newLogger() (*zap.Logger, error) {
 	zc.DisableStacktrace = true
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return zc.Build()
+}
+
+// kernelDenials reads the kernel's denial counters by sandbox and reason,
+// for /metrics.
+func kernelDenials(ctl *control.Controller) func(context.Context) (map[[2]string]uint64, error) {
+	return func(ctx context.Context) (map[[2]string]uint64, error) {
+		drops, err := iptables.Installer{}.KernelDrops(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := map[[2]string]uint64{}
+		for k, n := range kernelDropsBySandbox(drops, ctl.Sandboxes()) {
+			out[[2]string{k.sandbox, k.reason}] = n
+		}
+		return out, nil
+	}
 }

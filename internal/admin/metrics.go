@@ -34,10 +34,13 @@ type DNSStats interface {
 // per sandbox, the proxy's verdict, denial and byte counters, the
 // resolver's counters (read from the components at each scrape), and the
 // standard Go and process collectors.
-func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats) http.Handler {
+//
+// kernel, when not nil, reads the kernel's denial counters by (sandbox,
+// reason), for egressd_kernel_denials_total.
+func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats, kernel KernelDenials) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&egressdCollector{ctl: ctl, px: px, dns: dns})
+		&egressdCollector{ctl: ctl, px: px, dns: dns, kernel: kernel})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	return mux
@@ -60,7 +63,9 @@ var (
 	mCut        = newMetric("egressd_proxy_flows_cut_total", "Admitted flows closed because a policy change denies them.", prometheus.CounterValue)
 	mIdle       = newMetric("egressd_proxy_flows_idle_closed_total", "Admitted flows closed by proxy.idle_timeout.", prometheus.CounterValue)
 	mDenials    = newMetric("egressd_proxy_denials_total", "Denied proxied flows by reason.", prometheus.CounterValue, "reason")
-	mBySandbox  = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict and reason.", prometheus.CounterValue,
+	mKernel     = newMetric("egressd_kernel_denials_total", "Packets the kernel rules denied, by sandbox and reason (iptables.KernelReasons).",
+		prometheus.CounterValue, "sandbox", "reason")
+	mBySandbox = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict and reason.", prometheus.CounterValue,
 		"sandbox", "verdict", "reason")
 	mBytes      = newMetric("egressd_proxy_bytes_total", "Bytes of ended flows.", prometheus.CounterValue, "direction")
 	mQueries    = newMetric("egressd_dns_queries_total", "DNS queries by outcome.", prometheus.CounterValue, "outcome")
@@ -75,14 +80,19 @@ var (
 	mUpstream = newMetric("egressd_dns_upstream_seconds", "Time of each query to an upstream DNS server.", prometheus.UntypedValue)
 )
 
-var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBySandbox, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
+var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBySandbox, mKernel, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
 	mPeek, mDial, mUpstream}
+
+// KernelDenials reads the kernel's denial counters, keyed by (sandbox,
+// reason).
+type KernelDenials func(context.Context) (map[[2]string]uint64, error)
 
 // egressdCollector reads egressd's own counters at each scrape.
 type egressdCollector struct {
-	ctl *control.Controller
-	px  ProxyStats
-	dns DNSStats
+	ctl    *control.Controller
+	px     ProxyStats
+	dns    DNSStats
+	kernel KernelDenials
 }
 
 func (c *egressdCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -109,6 +119,17 @@ func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range p.BySandbox {
 		emit(mBySandbox, n, k.Sandbox, k.Verdict, k.Reason)
+	}
+	if c.kernel != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		counts, err := c.kernel(ctx)
+		cancel()
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(mKernel.desc, err)
+		}
+		for k, n := range counts {
+			emit(mKernel, n, k[0], k[1])
+		}
 	}
 	emit(mBytes, p.BytesUp, "up")
 	emit(mBytes, p.BytesDown, "down")

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -36,7 +37,10 @@ func TestMetrics(t *testing.T) {
 	}
 	dns := fakeDNS{Forwarded: 5, Refused: 4, Dropped: 2, UpstreamErrors: 1, CacheHits: 3, BindingEvictions: 9, CachedAnswers: 6}
 	w := httptest.NewRecorder()
-	NewMetricsHandler(r.ctl, px, dns).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	kernel := func(context.Context) (map[[2]string]uint64, error) {
+		return map[[2]string]uint64{{"picky", "deny_cidrs"}: 4}, nil
+	}
+	NewMetricsHandler(r.ctl, px, dns, kernel).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type %q", ct)
 	}
@@ -54,6 +58,7 @@ func TestMetrics(t *testing.T) {
 		`egressd_dns_binding_evictions_total 9`,
 		`egressd_dns_cached_answers 6`,
 		`egressd_proxy_flows_idle_closed_total 2`,
+		`egressd_kernel_denials_total{reason="deny_cidrs",sandbox="picky"} 4`,
 		`egressd_sandbox_flows_total{reason="no-match",sandbox="picky",verdict="deny"} 2`,
 		`egressd_proxy_peek_seconds_bucket{le="0.005"} 1`,
 		`egressd_proxy_peek_seconds_bucket{le="+Inf"} 2`,

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -138,4 +139,46 @@ func TestDenialReasons(t *testing.T) {
 		strings.Contains(e.logs.String(), "max_conns_per_sandbox reached") {
 		t.Errorf("a connection-limit refusal still logged as no-match")
 	}
+}
+
+// TestKernelDenialsVisible: what the kernel denies (UDP elsewhere, UDP to
+// deny_cidrs) is counted per sandbox and reason in /metrics and gets a
+// log line, one per minute and kind at most.
+func TestKernelDenialsVisible(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	for i := range 20 {
+		e.udpProbe(e.tp.Sandbox, "203.0.113.5:9001", e.in.rec, fmt.Sprintf("kd-%d", i)).send()
+		e.udpProbe(e.tp.Sandbox, "198.51.100.130:9001", e.in.rec, fmt.Sprintf("kd-deny-%d", i)).send()
+	}
+	want := []string{
+		`egressd_kernel_denials_total{reason="mode custom: not allowed",sandbox="sb1"} 20`,
+		`egressd_kernel_denials_total{reason="deny_cidrs",sandbox="sb1"} 20`,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		metrics, _ := e.tp.Exec(e.tp.Firewall, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:9464/metrics")
+		logged := strings.Count(e.logs.String(), `"msg":"kernel denied"`)
+		ok := logged == 2
+		for _, w := range want {
+			ok = ok && strings.Contains(string(metrics), w)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel denials: %d log lines (want 2), metrics:\n%s", logged, grepLines(string(metrics), "egressd_kernel"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.noEvents("kd-")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -32,6 +32,7 @@ var commands = []command{
 	{"cleanup", "remove every kernel rule and route egressd installed", cleanupCmd},
 	{"policy", "show or change a running egressd's sandbox policies (admin API)", policyCmd},
 	{"sandbox", "create, remove and list a running egressd's sandboxes (admin API)", sandboxCmd},
+	{"events", "follow a running egressd's decisions as they happen (admin API)", eventsCmd},
 	{"version", "print egressd's version", versionCmd},
 }
 

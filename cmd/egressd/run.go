@@ -18,6 +18,7 @@ import (
 	"github.com/egressd/egressd/internal/admin"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/internal/events"
 	"github.com/egressd/egressd/internal/hostnet"
 	"github.com/egressd/egressd/internal/instance"
 	"github.com/egressd/egressd/iptables"
@@ -51,6 +52,11 @@ func runCmd(args []string) int {
 }
 
 func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error {
+	// Every decision line also goes to the event stream (GET /v1/events).
+	hub := events.NewHub()
+	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewTee(c, hub.Core(logEncoderConfig()))
+	}))
 	// Catch SIGHUP from the start: its default action would end egressd,
 	// and an orchestrator may reload as soon as it sees the socket answer.
 	hup := make(chan os.Signal, 1)
@@ -127,7 +133,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if metrics != nil {
 		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, kernelDenials(ctl)), log)
 	}
-	adm.Start(admin.NewHandler(ctl, srv, log))
+	adm.Start(admin.NewHandler(ctl, srv, hub, log))
 	if _, err := admin.NotifyReady(); err != nil {
 		log.Warn("systemd readiness notification failed", zap.Error(err))
 	}
@@ -243,10 +249,17 @@ func newLogger() (*zap.Logger, error) {
 	// message, then 1 in 100) would drop most of a busy sandbox's flows
 	// and denials.
 	zc.Sampling = nil
-	zc.EncoderConfig.TimeKey = "ts"
+	zc.EncoderConfig = logEncoderConfig()
 	zc.DisableStacktrace = true
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return zc.Build()
+}
+
+// logEncoderConfig is the log lines' encoding, shared by the event stream.
+func logEncoderConfig() zapcore.EncoderConfig {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	return ec
 }
 
 // kernelDenials reads the kernel's denial counters by sandbox and reason,

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/internal/control"
+	"github.com/egressd/egressd/internal/events"
 	"github.com/egressd/egressd/proxy"
 )
 
@@ -37,14 +38,17 @@ type handler struct {
 	ctl   *control.Controller
 	flows Flows // may be nil: no flows
 	log   *zap.Logger
+	hub   *events.Hub
 }
 
 // NewHandler returns the admin API over ctl and flows (nil: no flows).
-func NewHandler(ctl *control.Controller, flows Flows, log *zap.Logger) http.Handler {
+//
+// hub, when not nil, serves GET /v1/events.
+func NewHandler(ctl *control.Controller, flows Flows, hub *events.Hub, log *zap.Logger) http.Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &handler{ctl: ctl, flows: flows, log: log.Named("admin")}
+	h := &handler{ctl: ctl, flows: flows, hub: hub, log: log.Named("admin")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sandboxes", h.listSandboxes)
 	mux.HandleFunc("POST /v1/sandboxes", h.createSandbox)
@@ -54,6 +58,7 @@ func NewHandler(ctl *control.Controller, flows Flows, log *zap.Logger) http.Hand
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}/policy", h.deletePolicy)
 	mux.HandleFunc("GET /v1/sandboxes/{name}/check", h.check)
 	mux.HandleFunc("GET /v1/connections", h.listConnections)
+	mux.HandleFunc("GET /v1/events", h.streamEvents)
 	return jsonMisses(mux)
 }
 

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -181,4 +185,64 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestEventStream: GET /v1/events streams proxy, DNS and kernel denials as
+// they happen, and `egressd events` prints them one readable line each.
+func TestEventStream(t *testing.T) {
+	e := newEnv(t, defaultSandbox)
+	sock := filepath.Join(e.dir, "admin.sock")
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	res, err := client.Get("http://egressd/v1/events?sandbox=sb1")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/events: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			mu.Lock()
+			got = append(got, sc.Text())
+			mu.Unlock()
+		}
+	}()
+	cli := e.tp.Command(e.tp.Firewall, bin, "events", "-socket", sock, "-sandbox", "sb1")
+	cliOut := &syncBuffer{}
+	cli.Stdout = cliOut
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cli.Process.Kill(); cli.Wait() }()
+	time.Sleep(300 * time.Millisecond) // both readers subscribed
+	e.curl("--resolve", "evil.test:443:198.51.100.10", "https://evil.test/ev")
+	e.sandbox("dig", "+tries=1", "+time=2", "@198.51.100.53", "ev.evil.test")
+	e.udpProbe(e.tp.Sandbox, "203.0.113.5:9001", e.in.rec, "ev-udp").send()
+	want := []string{`"msg":"flow"`, `"msg":"dns query refused"`, `"msg":"kernel denied"`}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		all := strings.Join(got, "\n")
+		mu.Unlock()
+		missing := []string{}
+		for _, w := range want {
+			if !strings.Contains(all, w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 && strings.Contains(cliOut.String(), "sb1 deny no-match evil.test") &&
+			strings.Contains(cliOut.String(), "dns ev.evil.test.") && strings.Contains(cliOut.String(), "kernel") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events missing %q; stream:\n%s\negressd events printed:\n%s", missing, all, cliOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(strings.Join(got, "\n"), `"sandbox":"sb1"`) {
+		t.Errorf("events lack the sandbox field")
+	}
 }

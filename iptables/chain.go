@@ -59,13 +59,15 @@ const onBridge = `meta iifkind "bridge"`
 
 // replies lets through, untouched, the packets a sandbox sends on
 // connections opened into it (a published port, the host's or a peer's
-// connection): conntrack's reply direction, which only a connection
-// someone else opened can have. They pass while egressd runs, like all
-// but TCP and DNS.
+// connection): conntrack's reply direction in state established, which
+// only a connection someone else opened can have. Not related packets:
+// conntrack relates an ICMP error to any connection whose packet it
+// quotes, and a sandbox can quote anyone's, carrying any payload after the
+// quote. They pass while egressd runs, like all but TCP and DNS.
 func (w chainWriter) replies() {
 	w.section("replies on connections opened into the sandbox: untouched while egressd runs")
-	w.rule("ct direction reply meta nfproto @"+AliveSet+" accept", "reply on a connection into the sandbox")
-	w.rule("ct direction reply counter drop", "egressd not running")
+	w.rule("ct direction reply ct state established meta nfproto @"+AliveSet+" accept", "reply on a connection into the sandbox")
+	w.rule("ct direction reply ct state established counter drop", "egressd not running")
 }
 
 // rule writes one rule with a comment; comments name the reason of a verdict

@@ -101,3 +101,38 @@ func (in Installer) nftConn() (*nftables.Conn, error) {
 	}
 	return conn, nil
 }
+
+// BridgePortsSet is the set, in table bridge egressd, of the ports of
+// bridges that sandboxes name as interface (see writeBridgeChain).
+const BridgePortsSet = "sbports"
+
+// SetBridgePorts replaces the elements of BridgePortsSet with ports, in
+// one transaction. A full load of the ruleset empties the set: call it
+// again after every Apply.
+func (in Installer) SetBridgePorts(ports []string) error {
+	conn, err := in.nftConn()
+	if err != nil {
+		return err
+	}
+	defer conn.CloseLasting()
+	set := &nftables.Set{
+		Table:   &nftables.Table{Name: Table, Family: nftables.TableFamilyBridge},
+		Name:    BridgePortsSet,
+		KeyType: nftables.TypeIFName,
+	}
+	elems := make([]nftables.SetElement, len(ports))
+	for i, p := range ports {
+		key, _ := ifaceField(p).bytes()
+		elems[i] = nftables.SetElement{Key: key}
+	}
+	conn.FlushSet(set)
+	if len(elems) > 0 {
+		if err := conn.SetAddElements(set, elems); err != nil {
+			return fmt.Errorf("iptables: bridge ports: %w", err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("iptables: bridge ports: %w", err)
+	}
+	return nil
+}

@@ -111,6 +111,7 @@ func (r *Ruleset) Script() string {
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "\ntable bridge %s {\n", Table)
 	r.writeSets(&b, true)
+	fmt.Fprintf(&b, "\t# the ports of bridges that are sandbox interfaces, kept by a running\n\t# egressd (Installer.SetBridgePorts)\n\tset %s {\n\t\ttype ifname\n\t}\n\n", BridgePortsSet)
 	r.writeBridgeChain(&b)
 	b.WriteString("}\n")
 	return b.String()
@@ -213,6 +214,12 @@ func (r *Ruleset) writeBridgeChain(b *strings.Builder) {
 	b.WriteString("\tchain prerouting {\n")
 	b.WriteString("\t\ttype filter hook prerouting priority -200; policy accept;\n")
 	r.writeGuard(chainWriter{b: b}, "@ports", "sandbox interface is a bridge port")
+	// br_netfilter hands the IP hooks only untagged IPv4, IPv6 and ARP
+	// frames: a VLAN-tagged one (a priority tag, VLAN 0, that the
+	// receiver reads as plain IP) or any other ethertype would cross the
+	// bridge unjudged.
+	chainWriter{b: b}.rule("iifname @"+BridgePortsSet+" ether type != { ip, ip6, arp } counter drop",
+		"port of a sandbox bridge: neither IP nor ARP (a VLAN tag, say)")
 	b.WriteString("\t}\n")
 }
 

@@ -77,7 +77,8 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	kern := iptables.NewKernel(iptables.Installer{})
 	hooks := control.Hooks{Kernel: kernelHook(kern),
 		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal,
-		Bridge: hostnet.EnsureBridgeNetfilter, LoopbackResolver: hostnet.LoopbackResolver}
+		Bridge: hostnet.EnsureBridgeNetfilter, LoopbackResolver: hostnet.LoopbackResolver,
+		BridgePorts: iptables.Installer{}.SetBridgePorts}
 	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
 	if err != nil {
 		return err

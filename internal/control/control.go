@@ -71,6 +71,10 @@ type Hooks struct {
 	// Bridge turns on bridge netfilter for a bridge that is a sandbox
 	// interface (hostnet.EnsureBridgeNetfilter); nil skips that.
 	Bridge func(name string) (changed bool, err error)
+	// BridgePorts replaces the kernel's list of the ports of bridges
+	// that are sandbox interfaces (iptables.Installer.SetBridgePorts);
+	// nil skips it.
+	BridgePorts func(ports []string) error
 	// LoopbackResolver names a loopback nameserver of the host's
 	// resolv.conf (hostnet.LoopbackResolver), "" if none; nil skips the
 	// warning it feeds.
@@ -263,23 +267,41 @@ func (c *Controller) warnLoopbackDNS(bridge string) {
 }
 
 // CheckBridges repeats bridges for every sandbox: a bridge created, or
-// re-created, after its sandbox applied gets bridge netfilter too. The
-// daemon calls it once a second.
+// re-created, after its sandbox applied gets bridge netfilter too, and the
+// kernel learns the ports that joined a sandbox bridge. The daemon calls
+// it once a second and after every change.
 func (c *Controller) CheckBridges() {
-	if c.hooks.Bridge == nil || c.hooks.Links == nil {
+	if c.hooks.Links == nil {
 		return
 	}
 	sbs := c.Sandboxes().All()
-	if len(sbs) == 0 {
-		return
-	}
-	links, err := c.hooks.Links()
-	if err == nil {
-		err = c.bridges(sbs, links)
+	var err error
+	if c.hooks.Bridge != nil {
+		var links []hostnet.Link
+		if links, err = c.hooks.Links(); err == nil {
+			err = c.bridges(sbs, links)
+		}
 	}
 	if err != nil {
 		c.log.Error("bridge check failed", zap.Error(err))
 	}
+	c.syncBridgePorts(sbs)
+}
+
+// bridgePorts are the ports of the bridges that sbs name as interface.
+func bridgePorts(sbs []*policy.Sandbox, links []hostnet.Link) []string {
+	bridges := map[string]bool{}
+	for _, sb := range sbs {
+		bridges[sb.Interface] = true
+	}
+	var ports []string
+	for _, l := range links {
+		if l.MasterKind == "bridge" && bridges[l.Master] {
+			ports = append(ports, l.Name)
+		}
+	}
+	slices.Sort(ports)
+	return ports
 }
 
 // links are the host's interfaces (all), or those of sbs; false when the
@@ -446,7 +468,23 @@ func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy
 	for _, comp := range c.comps {
 		comp.SetSandboxes(set)
 	}
+	c.syncBridgePorts(set.All())
 	return nil
+}
+
+// syncBridgePorts tells the kernel the ports of sbs's bridges; a full load
+// of the rules has just emptied that list.
+func (c *Controller) syncBridgePorts(sbs []*policy.Sandbox) {
+	if c.hooks.BridgePorts == nil || c.hooks.Links == nil {
+		return
+	}
+	links, err := c.hooks.Links()
+	if err == nil {
+		err = c.hooks.BridgePorts(bridgePorts(sbs, links))
+	}
+	if err != nil {
+		c.log.Error("bridge ports not updated", zap.Error(err))
+	}
 }
 
 // build compiles cfg's sandboxes and the API's, with overrides applied.

@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
 	"os"

@@ -46,7 +46,7 @@ func (e *env) startLenient(t *testing.T) *recorder {
 					if strings.TrimSpace(line) == "" {
 						continue
 					}
-					target, host := strings.Fields(line+" -")[1], ""
+					target, host := strings.Fields(line + " -")[1], ""
 					for {
 						h, err := br.ReadString('\n')
 						if err != nil || strings.TrimSpace(h) == "" {

@@ -97,15 +97,15 @@ func TestDenyEmbeddedIPv4(t *testing.T) {
 			addr   string
 			denied bool
 		}{
-			{"64:ff9b::c633:6482", true},      // NAT64 of 198.51.100.130, the address
-			{"64:ff9b:1::c633:6482", true},    // NAT64 local use
-			{"::ffff:198.51.100.130", true},   // mapped
-			{"::198.51.100.130", true},        // compatible
-			{"2002:c633:6482::1", true},       // 6to4
-			{"2001:0:c633:6482::1", true},     // Teredo server
-			{"2001:0:1:1::39cc:9b7d", true},   // Teredo client: ^0x39cc9b7d = 198.51.100.130
-			{"64:ff9b::c633:640a", false},     // NAT64 of 198.51.100.10
-			{"2001:db8::c633:6482", false},    // not a form that embeds
+			{"64:ff9b::c633:6482", true},    // NAT64 of 198.51.100.130, the address
+			{"64:ff9b:1::c633:6482", true},  // NAT64 local use
+			{"::ffff:198.51.100.130", true}, // mapped
+			{"::198.51.100.130", true},      // compatible
+			{"2002:c633:6482::1", true},     // 6to4
+			{"2001:0:c633:6482::1", true},   // Teredo server
+			{"2001:0:1:1::39cc:9b7d", true}, // Teredo client: ^0x39cc9b7d = 198.51.100.130
+			{"64:ff9b::c633:640a", false},   // NAT64 of 198.51.100.10
+			{"2001:db8::c633:6482", false},  // not a form that embeds
 			{"2001:0:c633:640a::c633:640a", false},
 		} {
 			d := p.DecideAddr(netip.MustParseAddr(tt.addr))

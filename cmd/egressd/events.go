@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,10 +31,7 @@ func eventsCmd(args []string) int {
 	case len(pos) != 0:
 		return usageError(fs, "takes no arguments")
 	}
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", *socket)
-	}}}
+	client := adminClient(*socket, 0)
 	path := "http://egressd/v1/events"
 	if *sandbox != "" {
 		path += "?sandbox=" + url.QueryEscape(*sandbox)

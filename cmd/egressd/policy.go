@@ -127,13 +127,7 @@ func (r adminRequest) readBody() ([]byte, error) {
 
 // adminDo sends one HTTP request over the unix socket.
 func adminDo(socket, method, path string, body []byte) (int, []byte, error) {
-	client := &http.Client{
-		Timeout: policyTimeout,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}},
-	}
+	client := adminClient(socket, policyTimeout)
 	req, err := http.NewRequest(method, "http://egressd"+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
@@ -163,4 +157,15 @@ func apiError(body []byte) string {
 		return e.Error
 	}
 	return string(bytes.TrimSpace(body))
+}
+
+// adminClient talks HTTP to the admin socket; timeout 0 is none (a stream).
+func adminClient(socket string, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
 }

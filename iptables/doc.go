@@ -19,7 +19,8 @@
 //	  ├─ IPv6 neighbour discovery with this host ─────────────► accept
 //	  ├─ not IP, or source not in the sandbox's sources ──────► drop
 //	  ├─ reply on a connection opened into the sandbox ───────► accept
-//	  │    (conntrack reply direction; egressd running, else drop)
+//	  │    (conntrack reply direction, established, not related;
+//	  │    egressd running, else drop)
 //	  ├─ mode deny-all ─────────────────► drop (TCP: reject with reset)
 //	  ├─ DNS (udp/tcp 53, any destination) ─► TPROXY to the resolver port
 //	  │    on a bridge: mark NATMark, REDIRECT   (no resolver: drop)

@@ -33,29 +33,23 @@ func logKernelDrops(ctx context.Context, log *zap.Logger, read func(context.Cont
 	sandboxes func() *policy.Set, interval time.Duration) {
 	last := map[kernelDropKey]uint64{}      // count at the last line
 	logged := map[kernelDropKey]time.Time{} // when that line was written
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	every(ctx, interval, func() {
+		drops, err := read(ctx)
+		if err != nil {
+			log.Warn("kernel denial counters unreadable", zap.Error(err))
 			return
-		case now := <-tick.C:
-			drops, err := read(ctx)
-			if err != nil {
-				log.Warn("kernel denial counters unreadable", zap.Error(err))
+		}
+		now := time.Now()
+		for k, n := range kernelDropsBySandbox(drops, sandboxes()) {
+			if n < last[k] {
+				last[k] = 0 // the ruleset was loaded again: its counters started over
+			}
+			if n == last[k] || now.Sub(logged[k]) < time.Minute {
 				continue
 			}
-			for k, n := range kernelDropsBySandbox(drops, sandboxes()) {
-				if n < last[k] {
-					last[k] = 0 // the ruleset was loaded again: its counters started over
-				}
-				if n == last[k] || now.Sub(logged[k]) < time.Minute {
-					continue
-				}
-				log.Warn("kernel denied", zap.String("sandbox", k.sandbox), zap.String("reason", k.reason),
-					zap.Uint64("packets", n-last[k]), zap.Uint64("packets_total", n))
-				last[k], logged[k] = n, now
-			}
+			log.Warn("kernel denied", zap.String("sandbox", k.sandbox), zap.String("reason", k.reason),
+				zap.Uint64("packets", n-last[k]), zap.Uint64("packets_total", n))
+			last[k], logged[k] = n, now
 		}
-	}
+	})
 }

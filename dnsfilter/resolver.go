@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
+	"github.com/egressd/egressd/internal/budget"
 	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/policy"
 )
@@ -51,7 +52,7 @@ type Resolver struct {
 	udp        []*net.UDPConn
 	tcp        []*net.TCPListener
 	raw4, raw6 *net.IPConn
-	inflight   *budget // UDP queries waiting for upstream, per sandbox
+	inflight   *budget.Budget // UDP queries waiting for upstream, per sandbox
 }
 
 // NewResolver returns a resolver that answers the sandboxes of set.
@@ -71,7 +72,7 @@ func NewResolver(opts Options, set *policy.Set) *Resolver {
 		cache:    newAnswerCache(opts.CacheSize),
 		fast:     newFastCache(opts.CacheSize),
 		now:      time.Now,
-		inflight: newBudget(maxInflightPerSandbox, maxInflight),
+		inflight: budget.New(maxInflightPerSandbox, maxInflight),
 	}
 	r.binds = newBindings(opts.MaxBindingsPerSandbox, &r.sandboxes)
 	r.sandboxes.Store(set)

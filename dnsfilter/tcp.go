@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/internal/budget"
 )
 
 // TCP limits: an idle connection is closed after tcpIdle (RFC 7766 asks
@@ -82,7 +84,7 @@ func (r *Resolver) handleTCP(ctx context.Context, c *net.TCPConn, conns *connSet
 // connSet tracks open TCP connections, by sandbox, so that the limits
 // hold and shutdown can close them.
 type connSet struct {
-	slots *budget
+	slots *budget.Budget
 
 	mu    sync.Mutex
 	conns map[*net.TCPConn]string // → sandbox
@@ -90,13 +92,13 @@ type connSet struct {
 }
 
 func newConnSet() *connSet {
-	return &connSet{slots: newBudget(maxTCPConnsPerSandbox, maxTCPConns), conns: make(map[*net.TCPConn]string)}
+	return &connSet{slots: budget.New(maxTCPConnsPerSandbox, maxTCPConns), conns: make(map[*net.TCPConn]string)}
 }
 
 func (s *connSet) add(c *net.TCPConn, sandbox string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done || !s.slots.take(sandbox) {
+	if s.done || !s.slots.Take(sandbox, 1) {
 		return false
 	}
 	s.conns[c] = sandbox
@@ -107,7 +109,7 @@ func (s *connSet) remove(c *net.TCPConn) {
 	s.mu.Lock()
 	if sandbox, ok := s.conns[c]; ok {
 		delete(s.conns, c)
-		s.slots.give(sandbox)
+		s.slots.Give(sandbox, 1)
 	}
 	s.mu.Unlock()
 	c.Close()

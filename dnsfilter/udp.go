@@ -150,7 +150,7 @@ func (r *Resolver) sendBatch(raw batchConn, ms []ipv4.Message) {
 // as they may (maxInflightPerSandbox, maxInflight).
 func (r *Resolver) deferUDP(ctx context.Context, pkt []byte, from, dst netip.AddrPort, wg *sync.WaitGroup) {
 	sandbox := r.sandboxOf(from.Addr())
-	if !r.inflight.take(sandbox) {
+	if !r.inflight.Take(sandbox, 1) {
 		r.stats.dropped.Add(1) // overloaded
 		return
 	}
@@ -170,7 +170,7 @@ func (r *Resolver) sandboxOf(src netip.Addr) string {
 // handleUDP answers one datagram that may wait for upstream.
 func (r *Resolver) handleUDP(ctx context.Context, pkt []byte, from, dst netip.AddrPort, sandbox string, wg *sync.WaitGroup) {
 	defer wg.Done()
-	defer r.inflight.give(sandbox)
+	defer r.inflight.Give(sandbox, 1)
 	out := r.answerWire(ctx, from.Addr(), pkt, false)
 	if out == nil {
 		return

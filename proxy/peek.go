@@ -3,7 +3,8 @@ package proxy
 import (
 	"errors"
 	"io"
-	"sync"
+
+	"github.com/egressd/egressd/internal/budget"
 )
 
 // Peek memory. Until a flow is admitted, the bytes it sent (a ClientHello,
@@ -21,48 +22,11 @@ const peekCost = 3
 
 var errPeekBudget = errors.New("peek memory budget used up (proxy.max_peek_bytes_per_sandbox or proxy.max_peek_bytes)")
 
-// peekBudget is the bytes flows still being peeked may hold, per sandbox
-// and in all.
-type peekBudget struct {
-	per, total int64
-
-	mu   sync.Mutex
-	n    int64
-	held map[string]int64
-}
-
-func newPeekBudget(per, total int64) *peekBudget {
-	return &peekBudget{per: per, total: total, held: map[string]int64{}}
-}
-
-func (b *peekBudget) take(sandbox string, n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n+n > b.total || b.held[sandbox]+n > b.per {
-		return false
-	}
-	b.n += n
-	b.held[sandbox] += n
-	return true
-}
-
-func (b *peekBudget) give(sandbox string, n int64) {
-	if n == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.n -= n
-	if b.held[sandbox] -= n; b.held[sandbox] <= 0 {
-		delete(b.held, sandbox)
-	}
-}
-
 // peekReader charges what a flow reads while it is peeked; after release
 // it reads freely.
 type peekReader struct {
 	r       io.Reader
-	b       *peekBudget
+	b       *budget.Budget
 	sandbox string
 	charged int64
 	done    bool
@@ -73,11 +37,11 @@ func (p *peekReader) Read(buf []byte) (int, error) {
 		return p.r.Read(buf)
 	}
 	want := int64(len(buf)) * peekCost
-	if !p.b.take(p.sandbox, want) {
+	if !p.b.Take(p.sandbox, want) {
 		return 0, errPeekBudget
 	}
 	n, err := p.r.Read(buf)
-	p.b.give(p.sandbox, int64(len(buf)-n)*peekCost)
+	p.b.Give(p.sandbox, int64(len(buf)-n)*peekCost)
 	p.charged += int64(n) * peekCost
 	return n, err
 }
@@ -85,6 +49,6 @@ func (p *peekReader) Read(buf []byte) (int, error) {
 // release returns what p charged and stops charging; it may be called
 // more than once.
 func (p *peekReader) release() {
-	p.b.give(p.sandbox, p.charged)
+	p.b.Give(p.sandbox, p.charged)
 	p.charged, p.done = 0, true
 }

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/egressd/egressd/internal/budget"
 )
 
 // TestPeekReader: reads are charged peekCost per byte to the sandbox's
 // share and the total, a read the budget cannot cover fails, release
 // gives everything back and reads go on uncharged.
 func TestPeekReader(t *testing.T) {
-	b := newPeekBudget(3*1000, 3*1500)
+	b := budget.New(3*1000, 3*1500)
 	a := &peekReader{r: bytes.NewReader(make([]byte, 4000)), b: b, sandbox: "a"}
 	if _, err := io.ReadFull(a, make([]byte, 900)); err != nil {
 		t.Fatal(err)
@@ -25,13 +27,13 @@ func TestPeekReader(t *testing.T) {
 	}
 	a.release()
 	other.release()
-	if b.n != 0 || len(b.held) != 0 {
-		t.Fatalf("budget not empty after release: %d %v", b.n, b.held)
+	if b.Held() != 0 {
+		t.Fatalf("budget not empty after release: %d", b.Held())
 	}
 	if _, err := io.ReadFull(a, make([]byte, 2000)); err != nil {
 		t.Fatalf("read after release: %v", err)
 	}
-	if b.n != 0 {
-		t.Fatalf("a released reader still charges: %d", b.n)
+	if b.Held() != 0 {
+		t.Fatalf("a released reader still charges: %d", b.Held())
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/egressd/egressd/internal/budget"
 	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/policy"
 )
@@ -45,7 +46,7 @@ type Options struct {
 	IdleTimeout        time.Duration // close admitted flows quiet for this long; 0: never
 	MaxConnsPerSandbox int
 	// MaxPeekBytesPerSandbox and MaxPeekBytes bound the memory of flows
-	// still being peeked (see peekBudget); 0 takes the defaults.
+	// still being peeked (see peekReader); 0 takes the defaults.
 	MaxPeekBytesPerSandbox, MaxPeekBytes int64
 	Resolver                             Resolver
 	Bindings                             Bindings // optional
@@ -66,7 +67,7 @@ type Server struct {
 	stats     counters
 	swapMu    sync.Mutex // serialises SetSandboxes
 	lns       []*net.TCPListener
-	peeks     *peekBudget
+	peeks     *budget.Budget
 	peekLat   latency.Histogram // accept to the name read (TLS SNI, first HTTP Host)
 	dialLat   latency.Histogram // connecting upstream
 }
@@ -83,7 +84,7 @@ func NewServer(opts Options, set *policy.Set) *Server {
 		opts.MaxPeekBytes = DefaultMaxPeekBytes
 	}
 	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry(),
-		peeks: newPeekBudget(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes)}
+		peeks: budget.New(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes)}
 	s.sandboxes.Store(set)
 	return s
 }

@@ -233,15 +233,10 @@ func (g *httpFlow) finish(err error) {
 			err = io.ErrUnexpectedEOF
 		}
 		d := policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}
-		switch {
-		case g.denial != nil:
+		if g.denial != nil {
 			d = *g.denial
-		case unsafeHTTP(err):
-			d.Reason = policy.ReasonUnsafeHTTP
-		case errors.Is(err, errHTTPMalformed):
-			d.Reason = policy.ReasonMalformed
-		case errors.Is(err, errPeekBudget):
-			d.Reason = policy.ReasonPeekLimit
+		} else if r, ok := gateReason(err); ok {
+			d.Reason = r
 		}
 		if d.Reason == policy.ReasonMalformed {
 			// Not HTTP (an SSH client's banner): an HTTP 403 would be
@@ -254,13 +249,8 @@ func (g *httpFlow) finish(err error) {
 		f.client.Close()
 		return
 	}
-	if g.denial == nil {
-		switch {
-		case unsafeHTTP(err):
-			g.denial = &policy.Decision{Reason: policy.ReasonUnsafeHTTP, Name: g.host, Addr: f.dst.Addr()}
-		case errors.Is(err, errHTTPMalformed):
-			g.denial = &policy.Decision{Reason: policy.ReasonMalformed, Addr: f.dst.Addr()}
-		}
+	if r, ok := gateReason(err); ok && g.denial == nil {
+		g.denial = &policy.Decision{Reason: r, Name: g.host, Addr: f.dst.Addr()}
 	}
 	if err == nil {
 		g.remote.CloseWrite()
@@ -284,6 +274,20 @@ func (s *Server) refuse(f *flow, d policy.Decision, err error) {
 	f.client.SetLinger(0)
 	f.client.Close()
 	s.endFlow(f, d, err)
+}
+
+// gateReason is the denial reason of an error gateHTTP returned for a
+// request it refused, if it is one.
+func gateReason(err error) (policy.Reason, bool) {
+	switch {
+	case unsafeHTTP(err):
+		return policy.ReasonUnsafeHTTP, true
+	case errors.Is(err, errHTTPMalformed):
+		return policy.ReasonMalformed, true
+	case errors.Is(err, errPeekBudget):
+		return policy.ReasonPeekLimit, true
+	}
+	return 0, false
 }
 
 // writeForbidden answers a denied HTTP request: 403, a body naming the

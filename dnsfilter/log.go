@@ -5,6 +5,8 @@ import (
 
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+
+	"github.com/egressd/egressd/policy"
 )
 
 // Log field keys of the per-query line; sandbox, src, name, verdict,
@@ -34,6 +36,8 @@ func (r *Resolver) logEvent(ev *event, reply *dns.Msg) {
 		level, msg = zap.WarnLevel, "dns query dropped"
 	case !ev.d.Allowed():
 		level, msg = zap.WarnLevel, "dns query refused"
+	case ev.d.Verdict == policy.WouldDeny: // report-only mode
+		level = zap.WarnLevel
 	}
 	ce := r.log.Check(level, msg)
 	if ce == nil {
@@ -44,7 +48,11 @@ func (r *Resolver) logEvent(ev *event, reply *dns.Msg) {
 
 // logFast writes the line of a query answered by the fast path.
 func (r *Resolver) logFast(src netip.Addr, sandbox string, q *fastQuery, e *fastEntry) {
-	ce := r.log.Check(zap.InfoLevel, "dns query")
+	level := zap.InfoLevel
+	if e.d.Verdict == policy.WouldDeny {
+		level = zap.WarnLevel
+	}
+	ce := r.log.Check(level, "dns query")
 	if ce == nil {
 		return
 	}

@@ -76,7 +76,7 @@ func (r *Resolver) query(ctx context.Context, req *dns.Msg, ev *event) *dns.Msg 
 	if len(req.Question) > 0 {
 		ev.qname, ev.qtype = req.Question[0].Name, req.Question[0].Qtype
 	}
-	if sb.Policy.Mode() == policy.ModeDenyAll || req.Response {
+	if (sb.Policy.Mode() == policy.ModeDenyAll && !sb.Policy.Audit()) || req.Response {
 		ev.d = policy.Decision{Reason: policy.ReasonDenyAll}
 		if req.Response {
 			ev.d, ev.detail = policy.Decision{}, "not a query"
@@ -132,9 +132,9 @@ func decide(pol *policy.Policy, name string) policy.Decision {
 	case policy.ModeAllowAll:
 		return policy.Decision{Verdict: policy.Allow, Reason: policy.ReasonAllowAll}
 	case policy.ModeDenyAll:
-		return policy.Decision{Reason: policy.ReasonDenyAll, Name: "."}
+		return pol.Audited(policy.Decision{Reason: policy.ReasonDenyAll, Name: "."})
 	}
-	return policy.Decision{Reason: policy.ReasonNoMatch, Name: "."}
+	return pol.Audited(policy.Decision{Reason: policy.ReasonNoMatch, Name: "."})
 }
 
 // forward answers an allowed question from the cache or upstream, shaped

@@ -33,6 +33,33 @@ func writeModeChains(b *strings.Builder, p Ports, h Host) {
 		w.others(m)
 		b.WriteString("\t}\n")
 	}
+	writeAuditChain(b, p, h)
+}
+
+// writeAuditChain writes the chain of the sandboxes in report-only mode
+// (Sandbox.Audit), whatever their mode. TCP and DNS go to egressd, which
+// reports what the policy would deny (DNS in mode deny-all too); the host
+// guard stands; everything else passes, recorded with its destination and
+// protocol in kaudit4 or kaudit6 (KernelAudit), for egressd to judge
+// against the policy and report.
+func writeAuditChain(b *strings.Builder, p Ports, h Host) {
+	fmt.Fprintf(b, "\n\tchain %s {\n", AuditChain)
+	w := chainWriter{b: b, deny: denyVerdict(h)}
+	w.replies()
+	w.dns(p.DNS)
+	w.tcp(p.TProxy)
+	w.alive()
+	if h.ProtectHost {
+		w.protectHost()
+	}
+	if h.IsolateSandboxes {
+		w.isolate()
+	}
+	w.section("report-only: the rest passes, recorded for egressd to judge")
+	w.rule("update @kaudit4 { ip saddr . ip daddr . meta l4proto } accept", "report-only: recorded")
+	w.rule("update @kaudit6 { ip6 saddr . ip6 daddr . meta l4proto } accept", "report-only: recorded")
+	w.rule("counter accept", "report-only: not recorded, kaudit4 or kaudit6 full")
+	b.WriteString("\t}\n")
 }
 
 type chainWriter struct {
@@ -229,8 +256,15 @@ func (w chainWriter) denied(match, verdict, comment string) {
 }
 
 // writeDropSets declares kdrops4 and kdrops6: an element, with its own
-// counter, per (sandbox source, KernelReasons id) that was denied.
+// counter, per (sandbox source, KernelReasons id) that was denied; and
+// kaudit4 and kaudit6: one per (source, destination, protocol) that a
+// sandbox in report-only mode sent (UDP, ICMP and the rest).
 func writeDropSets(b *strings.Builder) {
+	b.WriteString("\t# what report-only sandboxes sent, other than TCP and DNS\n")
+	for _, f := range []struct{ name, fam string }{{"kaudit4", "ip"}, {"kaudit6", "ip6"}} {
+		fmt.Fprintf(b, "\tset %s {\n\t\ttypeof %s saddr . %s daddr . meta l4proto\n\t\tsize 65536\n\t\tflags dynamic,timeout\n\t\ttimeout 1h\n\t\tcounter\n\t}\n",
+			f.name, f.fam, f.fam)
+	}
 	b.WriteString("\t# what the mode chains denied, by source and reason (KernelReasons)\n")
 	for _, f := range []struct{ name, saddr string }{{"kdrops4", "ip saddr"}, {"kdrops6", "ip6 saddr"}} {
 		fmt.Fprintf(b, "\tset %s {\n\t\ttypeof %s . meta mark\n\t\tsize 65536\n\t\tflags dynamic,timeout\n\t\ttimeout 1h\n\t\tcounter\n\t}\n",

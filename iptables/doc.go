@@ -70,4 +70,6 @@ const (
 	RouteTable = 7767
 	// RulePriority is the priority of the fwmark rules (before main, 32766).
 	RulePriority = 7767
+	// AuditChain is the chain of the sandboxes in report-only mode.
+	AuditChain = "audit"
 )

@@ -61,6 +61,11 @@ var goldenCases = []struct {
 		{Name: "web", Interface: "veth-sb1", Mode: ModeCustom, Sources: prefixes("10.231.0.2/32"),
 			AllowCIDRs: prefixes("198.51.100.0/24"), DenyCIDRs: prefixes("198.51.100.128/25")},
 	}, ports, Host{ProtectHost: true, IsolateSandboxes: true, Reject: true}},
+	{"audit", []Sandbox{
+		{Name: "learn", Interface: "veth-l", Mode: ModeCustom, Audit: true, Sources: prefixes("10.5.0.2/32", "fd00:5::2/128"),
+			AllowCIDRs: prefixes("198.51.100.0/24"), DenyCIDRs: prefixes("198.51.100.128/25")},
+		{Name: "learn-all", Interface: "veth-la", Mode: ModeDenyAll, Audit: true, Sources: prefixes("10.6.0.2/32")},
+	}, ports, Host{ProtectHost: true}},
 }
 
 func TestRenderGolden(t *testing.T) {

@@ -124,7 +124,7 @@ func (r *Ruleset) ownersFor(sbs []Sandbox) *bart.Table[string] {
 }
 
 func sameSandbox(a, b *Sandbox) bool {
-	return a.Name == b.Name && a.Interface == b.Interface && a.Mode == b.Mode &&
+	return a.Name == b.Name && a.Interface == b.Interface && a.Mode == b.Mode && a.Audit == b.Audit &&
 		slices.Equal(a.Sources, b.Sources) && slices.Equal(a.AllowCIDRs, b.AllowCIDRs) &&
 		slices.Equal(a.DenyCIDRs, b.DenyCIDRs)
 }
@@ -137,7 +137,15 @@ func (r *Ruleset) sameRules(o *Ruleset) bool {
 		slices.Equal(r.patterns, o.patterns)
 }
 
-// modeChain is the chain a sandbox's packets jump to.
+// chainOf is the chain sb's packets jump to.
+func chainOf(sb *Sandbox) string {
+	if sb.Audit {
+		return AuditChain
+	}
+	return modeChain(sb.Mode)
+}
+
+// modeChain is the chain of a sandbox in mode m.
 func modeChain(m Mode) string {
 	switch m {
 	case ModeAllowAll:
@@ -187,7 +195,7 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 			if !src.IsSingleIP() {
 				set, f = set+"r", prefixField(src)
 			}
-			se.elems = append(se.elems, newElement(set, sb.Name, modeChain(sb.Mode), ifaceField(sb.Interface), f))
+			se.elems = append(se.elems, newElement(set, sb.Name, chainOf(sb), ifaceField(sb.Interface), f))
 		}
 	}
 	for _, set := range []struct {

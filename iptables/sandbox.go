@@ -34,6 +34,10 @@ type Sandbox struct {
 	// DenyCIDRs are destinations non-TCP traffic never reaches (TCP to
 	// them goes to the proxy, which logs and resets).
 	DenyCIDRs []netip.Prefix
+	// Audit is report-only mode: the host guard stands, and all else
+	// passes. TCP and DNS go to egressd as always; the rest is recorded
+	// (KernelAudit) for egressd to judge with the policy and report.
+	Audit bool
 }
 
 // Host is the host-wide part of the rules: the config's [host] section.

@@ -8,10 +8,13 @@ import (
 // Verdict is what happens to a flow. The zero value denies.
 type Verdict uint8
 
-// The two verdicts.
+// The verdicts.
 const (
-	Deny Verdict = iota
-	Allow
+	Deny  Verdict = iota
+	Allow         // the policy allows
+	// WouldDeny: the policy denies, but the sandbox is in report-only
+	// mode (Spec.Audit), so the flow passes and is reported.
+	WouldDeny
 )
 
 func (v Verdict) String() string {
@@ -20,6 +23,8 @@ func (v Verdict) String() string {
 		return "deny"
 	case Allow:
 		return "allow"
+	case WouldDeny:
+		return "would-deny"
 	}
 	return "verdict(" + strconv.Itoa(int(v)) + ")"
 }
@@ -96,8 +101,9 @@ type Decision struct {
 	Pattern string       // domain rule that decided, if any
 }
 
-// Allowed reports whether the flow may pass.
-func (d Decision) Allowed() bool { return d.Verdict == Allow }
+// Allowed reports whether the flow may pass: the policy allows it, or it
+// would deny it but the sandbox is in report-only mode (WouldDeny).
+func (d Decision) Allowed() bool { return d.Verdict == Allow || d.Verdict == WouldDeny }
 
 // NeedsName reports whether DecideAddr left the decision to the flow's
 // name: custom mode and the address matched no CIDR rule. Ask DecideName.

@@ -137,9 +137,10 @@ func EmbeddingPrefixes(p netip.Prefix) []netip.Prefix {
 // NameMayReach reports whether a flow or an answer for a name that
 // allow_domains admitted may lead to a: never inside deny_cidrs (also
 // through an embedded IPv4 address); with blockPrivate, an internal
-// address only when allow_cidrs lists it.
+// address only when allow_cidrs lists it. In report-only mode deny_cidrs
+// do not stop it: the flow's decision reports them (WouldDeny).
 func (p *Policy) NameMayReach(a netip.Addr, blockPrivate bool) bool {
-	if _, denied := p.DeniedAddr(a); denied {
+	if _, denied := p.DeniedAddr(a); denied && !p.audit {
 		return false
 	}
 	if blockPrivate && IsInternal(a) {

@@ -55,6 +55,10 @@ type Spec struct {
 	AllowDomains []string `json:"allow_domains"`
 	AllowCIDRs   []string `json:"allow_cidrs"`
 	DenyCIDRs    []string `json:"deny_cidrs"`
+	// Audit is report-only mode: the policy is judged as always, but what
+	// it denies passes as WouldDeny, logged and counted with the rule that
+	// would have denied it.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // FieldError is a Spec entry that does not compile:
@@ -81,6 +85,7 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Policy is a compiled, immutable Spec. It is safe for concurrent use.
 type Policy struct {
 	mode     Mode
+	audit    bool
 	patterns []string // allow_domains, normalised, in config order
 	domains  domainTable
 	allow    cidrTable
@@ -99,6 +104,7 @@ func Compile(s Spec) (*Policy, error) {
 	}
 	p := &Policy{
 		mode:     mode,
+		audit:    s.Audit,
 		patterns: make([]string, 0, len(s.AllowDomains)),
 		domains:  newDomainTable(len(s.AllowDomains)),
 	}
@@ -135,6 +141,26 @@ func addPrefixes(t *cidrTable, field string, list []string) error {
 // Mode returns the policy's mode.
 func (p *Policy) Mode() Mode { return p.mode }
 
+// Audit reports whether the policy is in report-only mode (Spec.Audit).
+func (p *Policy) Audit() bool { return p.audit }
+
+// Audited is d as the policy's mode of enforcement has it: in report-only
+// mode, a denial by the policy itself (mode deny-all, deny_cidrs, no
+// matching rule, a flow without a usable name) becomes WouldDeny, with its
+// reason and rule kept. Denials that are not the policy's (the host guard,
+// an unknown source, malformed bytes, limits) stand. A decision that asks
+// for a name (NeedsName) is not final and stays as it is.
+func (p *Policy) Audited(d Decision) Decision {
+	if !p.audit || d.Verdict != Deny || d.NeedsName() {
+		return d
+	}
+	switch d.Reason {
+	case ReasonDenyAll, ReasonDenyCIDR, ReasonNoMatch, ReasonNoName, ReasonInvalidName:
+		d.Verdict = WouldDeny
+	}
+	return d
+}
+
 // Spec returns the normalised lists the policy was compiled from: patterns
 // as ParsePattern returns them, prefixes in canonical form, duplicates
 // dropped, config order kept. The slices are the caller's.
@@ -144,6 +170,7 @@ func (p *Policy) Spec() Spec {
 		AllowDomains: append([]string{}, p.patterns...),
 		AllowCIDRs:   p.allow.strings(),
 		DenyCIDRs:    p.deny.strings(),
+		Audit:        p.audit,
 	}
 }
 
@@ -154,17 +181,23 @@ func (p *Policy) CIDRs() (allow, deny []netip.Prefix) { return p.allow.list, p.d
 // DecideAddr judges a raw destination address, in this order: deny_cidrs,
 // mode allow-all, mode deny-all, allow_cidrs. In custom mode an address that
 // matches no CIDR rule yields a deny whose NeedsName reports true: the name
-// the flow carries decides. IPv4-mapped IPv6 addresses are judged as the
-// IPv4 address they carry. It allocates nothing.
+// the flow carries decides; in report-only mode, so does every address of
+// mode deny-all. A denial is Audited. IPv4-mapped IPv6 addresses are
+// judged as the IPv4 address they carry. It allocates nothing.
 func (p *Policy) DecideAddr(dst netip.Addr) Decision {
 	dst = dst.Unmap().WithZone("")
 	if pfx, ok := p.DeniedAddr(dst); ok {
-		return Decision{Verdict: Deny, Reason: ReasonDenyCIDR, Addr: dst, Prefix: pfx}
+		return p.Audited(Decision{Verdict: Deny, Reason: ReasonDenyCIDR, Addr: dst, Prefix: pfx})
 	}
 	switch p.mode {
 	case ModeAllowAll:
 		return Decision{Verdict: Allow, Reason: ReasonAllowAll, Addr: dst}
 	case ModeDenyAll:
+		if p.audit {
+			// Report-only: let the flow's name be read, so that the
+			// report names what it reached.
+			return Decision{Verdict: Deny, Reason: ReasonNoMatch, Addr: dst}
+		}
 		return Decision{Verdict: Deny, Reason: ReasonDenyAll, Addr: dst}
 	}
 	if pfx, ok := p.allow.lookup(dst); ok {
@@ -179,18 +212,19 @@ func (p *Policy) DecideAddr(dst netip.Addr) Decision {
 // every mode, allow-all included. Otherwise allow-all allows, deny-all
 // denies, and custom allows when allow_domains has a matching pattern
 // (Decision.Pattern: the exact name first, then the most specific
-// wildcard, then "*"). Decision.Name is the normalised name. It allocates
+// wildcard, then "*"). A denial is Audited. Decision.Name is the
+// normalised name. It allocates
 // nothing, except one lowercase copy for a name holding capitals.
 //
 // DecideName knows no address: deny_cidrs are enforced by DecideAddr and
 // DeniedAddr.
 func (p *Policy) DecideName(name string) Decision {
 	if name == "" {
-		return Decision{Verdict: Deny, Reason: ReasonNoName}
+		return p.Audited(Decision{Verdict: Deny, Reason: ReasonNoName})
 	}
 	info, _, err := checkName(name)
 	if err != nil {
-		return Decision{Verdict: Deny, Reason: ReasonInvalidName, Name: name}
+		return p.Audited(Decision{Verdict: Deny, Reason: ReasonInvalidName, Name: name})
 	}
 	n := info.name
 	if info.upper {
@@ -200,12 +234,12 @@ func (p *Policy) DecideName(name string) Decision {
 	case ModeAllowAll:
 		return Decision{Verdict: Allow, Reason: ReasonAllowAll, Name: n}
 	case ModeDenyAll:
-		return Decision{Verdict: Deny, Reason: ReasonDenyAll, Name: n}
+		return p.Audited(Decision{Verdict: Deny, Reason: ReasonDenyAll, Name: n})
 	}
 	if pat, ok := p.domains.match(n, info.labels); ok {
 		return Decision{Verdict: Allow, Reason: ReasonAllowDomain, Name: n, Pattern: pat}
 	}
-	return Decision{Verdict: Deny, Reason: ReasonNoMatch, Name: n}
+	return p.Audited(Decision{Verdict: Deny, Reason: ReasonNoMatch, Name: n})
 }
 
 // DeniedAddr reports whether a is inside deny_cidrs and which prefix

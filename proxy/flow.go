@@ -97,6 +97,11 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 			d.Reason = policy.ReasonMalformed
 		case errors.Is(err, errPeekBudget):
 			d.Reason = policy.ReasonPeekLimit
+		default:
+			f.client.SetReadDeadline(time.Time{})
+			if s.forwardNameless(ctx, f, raw) {
+				return
+			}
 		}
 		s.refuse(f, d, err)
 		return
@@ -134,21 +139,60 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, netip.AddrPort{}, nil
 	}
-	if name == "" {
-		return policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}, netip.AddrPort{}, nil
-	}
 	d := sb.Policy.DecideName(name)
+	if name == "" {
+		d.Addr = f.dst.Addr()
+	}
 	if !d.Allowed() {
 		return d, netip.AddrPort{}, nil
+	}
+	if d.Reason == policy.ReasonNoName || d.Reason == policy.ReasonInvalidName {
+		// Report-only mode and no name to resolve: the flow goes where
+		// the sandbox sent it, if the host guard lets it.
+		return s.admitRaw(set, sb, f, d)
 	}
 	target, pd, err := s.pin(ctx, f, set, sb, d.Name)
 	if err != nil {
 		return pd, netip.AddrPort{}, err
 	}
+	if pfx, denied := sb.Policy.DeniedAddr(target.Addr()); denied {
+		// Only report-only mode pins to such an address: say so.
+		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonDenyCIDR, Name: d.Name, Addr: target.Addr(), Prefix: pfx})
+	}
 	if d, ok := s.admit(set, f, d.Name, d, target); !ok {
 		return d, netip.AddrPort{}, errCut
 	}
 	return d, target, nil
+}
+
+// admitRaw admits f, allowed (in report-only mode) with no name to pin,
+// to its original destination unless the host guard forbids it.
+func (s *Server) admitRaw(set *policy.Set, sb *policy.Sandbox, f *flow, d policy.Decision) (policy.Decision, netip.AddrPort, error) {
+	d.Addr = f.dst.Addr()
+	if g, bad := set.Guarded(sb, d.Addr); bad {
+		return g, netip.AddrPort{}, nil
+	}
+	if d, ok := s.admit(set, f, "", d, f.dst); !ok {
+		return d, netip.AddrPort{}, errCut
+	}
+	return d, f.dst, nil
+}
+
+// forwardNameless relays f, whose first bytes (peeked) carry no name, to
+// its original destination when its sandbox is in report-only mode; it
+// reports whether it did. In enforce mode such a flow is refused.
+func (s *Server) forwardNameless(ctx context.Context, f *flow, peeked []byte) bool {
+	set, sb, ok := s.sandboxOf(f)
+	if !ok || !sb.Policy.Audit() {
+		return false
+	}
+	d, target, err := s.admitRaw(set, sb, f, sb.Policy.Audited(policy.Decision{Reason: policy.ReasonNoName}))
+	if !d.Allowed() {
+		s.refuse(f, d, err)
+		return true
+	}
+	s.forward(ctx, f, target, peeked)
+	return true
 }
 
 // inspectHTTP gates a plain-HTTP connection request by request.
@@ -158,6 +202,10 @@ func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *
 	if len(peeked) > 0 && !mayStartRequest(peeked[0]) {
 		// Neither TLS nor HTTP (a Postgres startup message, a binary
 		// protocol): reset now rather than wait for a request line.
+		f.client.SetReadDeadline(time.Time{})
+		if s.forwardNameless(ctx, f, peeked) {
+			return
+		}
 		s.refuse(f, policy.Decision{Reason: policy.ReasonMalformed, Addr: f.dst.Addr()},
 			fmt.Errorf("first byte 0x%02x starts neither a TLS ClientHello nor an HTTP request", peeked[0]))
 		return

@@ -39,7 +39,7 @@ func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
 	s.flows.remove(f)
 	s.stats.count(f, d)
 	level := zap.InfoLevel
-	if !d.Allowed() {
+	if d.Verdict != policy.Allow { // denied, or would be (report-only mode)
 		level = zap.WarnLevel
 	}
 	ce := s.log.Check(level, msg)

@@ -183,10 +183,17 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 	name, upstream, admitted := f.name, f.upstream, f.admitted
 	f.mu.Unlock()
 	d := set.DecideAddr(sb, f.dst.Addr())
-	if !admitted && d.NeedsName() {
+	if !d.NeedsName() {
+		return d, d.Allowed()
+	}
+	if !admitted {
 		return d, true // still peeking: its name meets the current policy
 	}
-	if !d.NeedsName() || name == "" {
+	if name == "" { // admitted with no name: only report-only mode does that
+		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()})
+		if g, bad := set.Guarded(sb, f.dst.Addr()); bad && d.Allowed() {
+			return g, false
+		}
 		return d, d.Allowed()
 	}
 	d = sb.Policy.DecideName(name)

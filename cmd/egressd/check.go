@@ -17,8 +17,9 @@ import (
 
 // checkCmd is `egressd check -config F -sandbox NAME TARGET`: print the
 // decision the sandbox's policy makes for TARGET as one line starting with
-// "allow" or "deny", the reason and the rule. Exit status: 0 allow,
-// 1 deny, 2 usage or config error (an unknown sandbox included).
+// "allow", "deny" or "would-deny", the reason and the rule. Exit status:
+// 0 allow, 1 deny or would-deny, 2 usage or config error (an unknown
+// sandbox included).
 func checkCmd(args []string) int {
 	fs := newFlags("check", "-config FILE | -socket PATH  -sandbox NAME TARGET",
 		"Say whether sandbox NAME may reach TARGET, and which rule decides.\n\n"+
@@ -30,8 +31,10 @@ func checkCmd(args []string) int {
 			"Host); its address is not resolved. An address is judged as a raw\n"+
 			"destination: in mode custom, one matching no CIDR rule is denied, since\n"+
 			"only a flow's name could still allow it.\n\n"+
-			"Exit status: 0 allow, 1 deny, 2 usage or config error, unknown sandbox or\n"+
-			"no egressd at -socket.")
+			"A sandbox in report-only mode (audit = true) gets \"would-deny\" where\n"+
+			"enforcing would deny.\n\n"+
+			"Exit status: 0 allow, 1 deny or would-deny, 2 usage or config error,\n"+
+			"unknown sandbox or no egressd at -socket.")
 	path := fs.String("config", "", "config file")
 	socket := fs.String("socket", "", "admin socket of a running egressd")
 	name := fs.String("sandbox", "", "sandbox name (required)")
@@ -75,7 +78,7 @@ func checkCmd(args []string) int {
 	}
 	d := set.Check(sb, t)
 	fmt.Println(d.String())
-	if d.Allowed() {
+	if d.Verdict == policy.Allow {
 		return 0
 	}
 	return 1

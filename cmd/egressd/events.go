@@ -19,7 +19,7 @@ import (
 func eventsCmd(args []string) int {
 	fs := newFlags("events", "[-sandbox NAME] [-socket PATH]",
 		"Print every decision of a running egressd as it happens (flows, DNS\n"+
-			"queries, kernel denials), one line each, until interrupted. -json prints\n"+
+			"queries, what the kernel denied or passed in report-only mode), one line each, until interrupted. -json prints\n"+
 			"the events as egressd sends them.")
 	sandbox := fs.String("sandbox", "", "only this sandbox's events")
 	socket := fs.String("socket", config.DefaultAdminSocket, "admin API socket")
@@ -81,6 +81,8 @@ func readable(line []byte) string {
 		what = append(what, "dns", str("name"), str("qtype"))
 	case msg == "kernel denied":
 		what = append(what, "kernel", str("packets"), "packets")
+	case msg == "kernel report-only":
+		what = append(what, "kernel", str("proto"), str("dst"), str("packets"), "packets")
 	default:
 		if n := str("name"); n != "" {
 			what = append(what, n)

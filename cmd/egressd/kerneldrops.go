@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/netip"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,4 +54,78 @@ func logKernelDrops(ctx context.Context, log *zap.Logger, read func(context.Cont
 			last[k], logged[k] = n, now
 		}
 	})
+}
+
+// auditReporter writes a "kernel report-only" line for what sandboxes in
+// report-only mode sent past the kernel (UDP, ICMP and the rest; TCP and
+// DNS are the proxy's and the resolver's lines), judged with the policy in
+// force: one line per (source, destination, protocol) when it is first
+// seen, then at most one a minute while its count grows.
+type auditReporter struct {
+	log       *zap.Logger
+	read      func(context.Context) ([]iptables.KernelAudited, error)
+	sandboxes func() *policy.Set
+
+	mu     sync.Mutex
+	last   map[auditKey]uint64    // count at the last line
+	logged map[auditKey]time.Time // when that line was written
+}
+
+type auditKey struct {
+	src, dst netip.Addr
+	proto    string
+}
+
+func newAuditReporter(log *zap.Logger, read func(context.Context) ([]iptables.KernelAudited, error), sandboxes func() *policy.Set) *auditReporter {
+	return &auditReporter{log: log, read: read, sandboxes: sandboxes, last: map[auditKey]uint64{}, logged: map[auditKey]time.Time{}}
+}
+
+// report reads the kernel's record and writes the lines that are due;
+// with now set, also those the minute's limit holds back (a caller about
+// to read the activity record wants it complete).
+func (a *auditReporter) report(ctx context.Context, now bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	recs, err := a.read(ctx)
+	if err != nil {
+		a.log.Warn("kernel report-only record unreadable", zap.Error(err))
+		return
+	}
+	set, t := a.sandboxes(), time.Now()
+	for _, r := range recs {
+		k := auditKey{r.Source, r.Dest, r.Proto}
+		if r.Packets < a.last[k] {
+			a.last[k] = 0 // the ruleset was loaded again: its counters started over
+		}
+		if r.Packets == a.last[k] || (!now && t.Sub(a.logged[k]) < time.Minute) {
+			continue
+		}
+		sb, ok := set.BySource(r.Source)
+		if !ok {
+			continue
+		}
+		d := kernelVerdict(set, sb, r.Dest)
+		level := zap.InfoLevel
+		if d.Verdict != policy.Allow {
+			level = zap.WarnLevel
+		}
+		a.log.Check(level, "kernel report-only").Write(zap.String("sandbox", sb.Name), zap.Stringer("src", r.Source),
+			zap.Stringer("dst", r.Dest), zap.String("proto", r.Proto), zap.Stringer("verdict", d.Verdict),
+			zap.Stringer("reason", d.Reason), zap.String("rule", d.Rule()),
+			zap.Uint64("packets", r.Packets-a.last[k]), zap.Uint64("packets_total", r.Packets))
+		a.last[k], a.logged[k] = r.Packets, t
+	}
+}
+
+// kernelVerdict judges what the kernel passed for a report-only sandbox:
+// allowed by the policy, or WouldDeny with the reason enforce mode gives.
+func kernelVerdict(set *policy.Set, sb *policy.Sandbox, dst netip.Addr) policy.Decision {
+	d := set.DecideAddr(sb, dst)
+	if d.NeedsName() && sb.Policy.Mode() == policy.ModeDenyAll {
+		d.Reason = policy.ReasonDenyAll // report-only deny-all asks for names; there is none here
+	}
+	if d.Verdict == policy.Deny {
+		d.Verdict = policy.WouldDeny // it passed: the kernel let it through
+	}
+	return d
 }

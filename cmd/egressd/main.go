@@ -33,6 +33,7 @@ var commands = []command{
 	{"policy", "show or change a running egressd's sandbox policies (admin API)", policyCmd},
 	{"sandbox", "create, remove and list a running egressd's sandboxes (admin API)", sandboxCmd},
 	{"events", "follow a running egressd's decisions as they happen (admin API)", eventsCmd},
+	{"suggest", "print the smallest policy that allows what a sandbox did", suggestCmd},
 	{"version", "print egressd's version", versionCmd},
 }
 

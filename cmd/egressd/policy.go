@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/egressd/egressd/internal/activity"
 	"github.com/egressd/egressd/internal/config"
 )
 
@@ -30,7 +31,9 @@ func policyCmd(args []string) int {
 			"  get    print the sandbox's policy in force, as JSON\n"+
 			"  set    replace it: with the JSON policy in FILE (-f, \"-\" for stdin),\n"+
 			"         e.g. {\"mode\":\"custom\",\"allow_domains\":[\"example.com\"]},\n"+
-			"         or with MODE and no lists (-mode)\n"+
+			"         (\"audit\": true for report-only mode; lines starting with \"#\"\n"+
+			"         are skipped, as egressd suggest writes them), or with MODE and no\n"+
+			"         lists (-mode)\n"+
 			"  reset  drop the change: the config file's policy applies again\n"+
 			"  list   print every sandbox with its mode, source and live flows\n\n"+
 			"Exit status: 0 done, 1 refused by egressd or egressd unreachable, 2 usage.")
@@ -115,14 +118,20 @@ func callAdmin(cmd, socket string, req adminRequest) int {
 	return 0
 }
 
+// readBody returns the request's body: a file's ("-": stdin) without its
+// "#" comment lines, as egressd suggest writes them.
 func (r adminRequest) readBody() ([]byte, error) {
+	var b []byte
+	var err error
 	switch r.file {
 	case "":
 		return r.body, nil
 	case "-":
-		return io.ReadAll(os.Stdin)
+		b, err = io.ReadAll(os.Stdin)
+	default:
+		b, err = os.ReadFile(r.file)
 	}
-	return os.ReadFile(r.file)
+	return activity.StripComments(b), err
 }
 
 // adminDo sends one HTTP request over the unix socket.

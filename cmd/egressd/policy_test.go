@@ -35,7 +35,7 @@ func serveAdmin(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	s.Start(admin.NewHandler(ctl, nil, nil, nil))
+	s.Start(admin.NewHandler(ctl, admin.Parts{}, nil))
 	return path
 }
 

@@ -104,6 +104,7 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 			Mode:       iptables.Mode(sb.Policy.Mode()),
 			AllowCIDRs: allow,
 			DenyCIDRs:  deny,
+			Audit:      sb.Policy.Audit(),
 		})
 	}
 	host := iptables.Host{

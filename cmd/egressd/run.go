@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/activity"
 	"github.com/egressd/egressd/internal/admin"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/control"
@@ -52,10 +53,11 @@ func runCmd(args []string) int {
 }
 
 func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error {
-	// Every decision line also goes to the event stream (GET /v1/events).
-	hub := events.NewHub()
+	// Every decision line also goes to the event stream (GET /v1/events)
+	// and to the activity record (egressd suggest).
+	hub, rec := events.NewHub(), activity.NewRecord()
 	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
-		return zapcore.NewTee(c, hub.Core(logEncoderConfig()))
+		return zapcore.NewTee(c, hub.Core(logEncoderConfig()), rec.Core())
 	}))
 	// Catch SIGHUP from the start: its default action would end egressd,
 	// and an orchestrator may reload as soon as it sees the socket answer.
@@ -120,6 +122,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	}
 	ctl.AddComponent(srv)
 	ctl.AddComponent(res)
+	ctl.AddComponent(rec)
 	if err := ctl.Apply(ctx); err != nil {
 		return err
 	}
@@ -130,11 +133,18 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	go reloadOnHUP(ctx, hup, log, path, ctl)
 	go every(ctx, time.Second, ctl.CheckBridges)
 	go logKernelDrops(ctx, log, iptables.Installer{}.KernelDrops, ctl.Sandboxes, kernelDropsInterval)
+	audit := newAuditReporter(log, iptables.Installer{}.KernelAudit, ctl.Sandboxes)
+	go every(ctx, kernelDropsInterval, func() { audit.report(ctx, false) })
 	go serveDNS(ctx, res, log)
 	if metrics != nil {
-		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, kernelDenials(ctl)), log)
+		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, kernelDenials(ctl), rec), log)
 	}
-	adm.Start(admin.NewHandler(ctl, srv, hub, log))
+	adm.Start(admin.NewHandler(ctl, admin.Parts{Flows: srv, Events: hub,
+		Activity: func(ctx context.Context, sandbox string) activity.Activity {
+			audit.report(ctx, true) // what the kernel passed since its last look
+			a, _ := rec.Activity(sandbox)
+			return a
+		}}, log))
 	if _, err := admin.NotifyReady(); err != nil {
 		log.Warn("systemd readiness notification failed", zap.Error(err))
 	}

@@ -38,3 +38,19 @@ func (h *handler) check(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, checkAnswer{Sandbox: name, Target: raw, Verdict: d.Verdict.String(),
 		Reason: d.Reason.String(), Rule: d.Rule(), Line: d.String()})
 }
+
+// activity is GET /v1/sandboxes/{name}/activity: what the sandbox reached
+// since egressd started (or since it was created), from which `egressd
+// suggest` makes a policy.
+func (h *handler) activity(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := h.ctl.Sandboxes().ByName(name); !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q: %v", name, control.ErrUnknownSandbox))
+		return
+	}
+	if h.Activity == nil {
+		writeError(w, http.StatusNotImplemented, "no activity record in this egressd")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.Activity(r.Context(), name))
+}

@@ -19,7 +19,7 @@ const maxBody = 1 << 20
 var errTooLarge = fmt.Errorf("request body larger than %d bytes", maxBody)
 
 // decodeSpec reads a policy object: exactly one JSON object whose only
-// keys are mode, allow_domains, allow_cidrs and deny_cidrs, each at most
+// keys are mode, allow_domains, allow_cidrs, deny_cidrs and audit, each at most
 // once and spelt exactly so (encoding/json alone would take "MODE" and
 // let a repeated key win silently). Omitted lists are empty. The message
 // of the error says what is wrong in the user's terms.
@@ -47,12 +47,12 @@ func decodeSpec(r io.Reader) (policy.Spec, error) {
 }
 
 // specKeys are the keys of a policy object.
-var specKeys = map[string]bool{"mode": true, "allow_domains": true, "allow_cidrs": true, "deny_cidrs": true}
+var specKeys = map[string]bool{"mode": true, "allow_domains": true, "allow_cidrs": true, "deny_cidrs": true, "audit": true}
 
 // checkKeys checks the keys of data, one JSON object that decoded
 // already: each a key of specKeys, exactly, at most once.
 func checkKeys(data []byte) error {
-	return checkObjectKeys(data, specKeys, "mode, allow_domains, allow_cidrs, deny_cidrs")
+	return checkObjectKeys(data, specKeys, "mode, allow_domains, allow_cidrs, deny_cidrs, audit")
 }
 
 // checkObjectKeys checks that each key of the object data is in keys
@@ -102,7 +102,7 @@ func bodyError(err error) error {
 		}
 		return fmt.Errorf("%s: got a JSON %s, want %s", typ.Field, typ.Value, want(typ.Field))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Errorf("%s; the fields are mode, allow_domains, allow_cidrs, deny_cidrs",
+		return fmt.Errorf("%s; the fields are mode, allow_domains, allow_cidrs, deny_cidrs, audit",
 			strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return fmt.Errorf("request body: %w", err)
@@ -110,8 +110,11 @@ func bodyError(err error) error {
 
 // want describes the JSON type a field of policy.Spec takes.
 func want(field string) string {
-	if field == "mode" {
+	switch field {
+	case "mode":
 		return "a string: allow-all, deny-all or custom"
+	case "audit":
+		return "true or false"
 	}
 	return "a list of strings"
 }

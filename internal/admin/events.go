@@ -11,7 +11,7 @@ import (
 // falls behind loses events; the next line it gets then is
 // {"dropped": N}.
 func (h *handler) streamEvents(w http.ResponseWriter, r *http.Request) {
-	if h.hub == nil {
+	if h.Events == nil {
 		writeError(w, http.StatusNotFound, "no event stream")
 		return
 	}
@@ -26,8 +26,8 @@ func (h *handler) streamEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
-	sub := h.hub.Subscribe(sandbox)
-	defer h.hub.Unsubscribe(sub)
+	sub := h.Events.Subscribe(sandbox)
+	defer h.Events.Unsubscribe(sub)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {

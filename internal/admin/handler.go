@@ -6,9 +6,12 @@
 //	POST   /v1/sandboxes                 create one (persisted, enforced, then 201)
 //	DELETE /v1/sandboxes/{name}          remove one created through the API
 //	GET    /v1/sandboxes/{name}/policy   the policy in force
+//	GET    /v1/sandboxes/{name}/check    a target judged by it
+//	GET    /v1/sandboxes/{name}/activity what the sandbox reached, for egressd suggest
 //	PUT    /v1/sandboxes/{name}/policy   replace it (persisted, then applied)
 //	DELETE /v1/sandboxes/{name}/policy   back to the config file's policy
 //	GET    /v1/connections               live proxied flows
+//	GET    /v1/events                    every decision, as it happens (NDJSON)
 //
 // Every error is {"error": "..."} with a 4xx or 5xx status. The handlers
 // need no socket (NewHandler, tested with httptest); Listen and Start put
@@ -19,10 +22,12 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 
 	"go.uber.org/zap"
 
+	"github.com/egressd/egressd/internal/activity"
 	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/internal/events"
 	"github.com/egressd/egressd/proxy"
@@ -33,22 +38,31 @@ type Flows interface {
 	Flows() []proxy.FlowInfo
 }
 
-// handler holds what the endpoints share.
-type handler struct {
-	ctl   *control.Controller
-	flows Flows // may be nil: no flows
-	log   *zap.Logger
-	hub   *events.Hub
+// Parts are the data path's parts the API reports on; each may be nil,
+// and the endpoints that need it then report nothing.
+type Parts struct {
+	Flows    Flows       // GET /v1/connections; *proxy.Server is one
+	Events   *events.Hub // GET /v1/events
+	Activity Activity    // GET /v1/sandboxes/{name}/activity
 }
 
-// NewHandler returns the admin API over ctl and flows (nil: no flows).
-//
-// hub, when not nil, serves GET /v1/events.
-func NewHandler(ctl *control.Controller, flows Flows, hub *events.Hub, log *zap.Logger) http.Handler {
+// Activity returns what a sandbox did since the daemon started (the
+// daemon's activity.Record, brought up to date).
+type Activity func(ctx context.Context, sandbox string) activity.Activity
+
+// handler holds what the endpoints share.
+type handler struct {
+	ctl *control.Controller
+	Parts
+	log *zap.Logger
+}
+
+// NewHandler returns the admin API over ctl and the parts of p.
+func NewHandler(ctl *control.Controller, p Parts, log *zap.Logger) http.Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &handler{ctl: ctl, flows: flows, hub: hub, log: log.Named("admin")}
+	h := &handler{ctl: ctl, Parts: p, log: log.Named("admin")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sandboxes", h.listSandboxes)
 	mux.HandleFunc("POST /v1/sandboxes", h.createSandbox)
@@ -57,6 +71,7 @@ func NewHandler(ctl *control.Controller, flows Flows, hub *events.Hub, log *zap.
 	mux.HandleFunc("PUT /v1/sandboxes/{name}/policy", h.putPolicy)
 	mux.HandleFunc("DELETE /v1/sandboxes/{name}/policy", h.deletePolicy)
 	mux.HandleFunc("GET /v1/sandboxes/{name}/check", h.check)
+	mux.HandleFunc("GET /v1/sandboxes/{name}/activity", h.activity)
 	mux.HandleFunc("GET /v1/connections", h.listConnections)
 	mux.HandleFunc("GET /v1/events", h.streamEvents)
 	return jsonMisses(mux)
@@ -64,8 +79,8 @@ func NewHandler(ctl *control.Controller, flows Flows, hub *events.Hub, log *zap.
 
 // listFlows returns the live flows, none without a flow source.
 func (h *handler) listFlows() []proxy.FlowInfo {
-	if h.flows == nil {
+	if h.Flows == nil {
 		return nil
 	}
-	return h.flows.Flows()
+	return h.Flows.Flows()
 }

@@ -55,7 +55,7 @@ func TestListenServeClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start(NewHandler(r.ctl, nil, nil, zap.New(core)))
+	s.Start(NewHandler(r.ctl, Parts{}, zap.New(core)))
 	c := unixClient(path)
 	req, _ := http.NewRequest("PUT", "http://egressd/v1/sandboxes/picky/policy", strings.NewReader(`{"mode":"deny-all"}`))
 	res, err := c.Do(req)

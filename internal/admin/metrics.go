@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/activity"
 	"github.com/egressd/egressd/internal/control"
 	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/proxy"
@@ -36,11 +37,15 @@ type DNSStats interface {
 // standard Go and process collectors.
 //
 // kernel, when not nil, reads the kernel's denial counters by (sandbox,
-// reason), for egressd_kernel_denials_total.
-func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats, kernel KernelDenials) http.Handler {
+// reason), for egressd_kernel_denials_total; rec, when not nil, holds the
+// would-deny counters of report-only sandboxes (egressd_would_deny_total).
+func NewMetricsHandler(ctl *control.Controller, px ProxyStats, dns DNSStats, kernel KernelDenials, rec *activity.Record) http.Handler {
+	c := &egressdCollector{ctl: ctl, px: px, dns: dns, kernel: kernel}
+	if rec != nil {
+		c.wouldDeny = rec.WouldDeny
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&egressdCollector{ctl: ctl, px: px, dns: dns, kernel: kernel})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), c)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	return mux
@@ -65,6 +70,9 @@ var (
 	mDenials    = newMetric("egressd_proxy_denials_total", "Denied proxied flows by reason.", prometheus.CounterValue, "reason")
 	mKernel     = newMetric("egressd_kernel_denials_total", "Packets the kernel rules denied, by sandbox and reason (iptables.KernelReasons).",
 		prometheus.CounterValue, "sandbox", "reason")
+	mWouldDeny = newMetric("egressd_would_deny_total", "What sandboxes in report-only mode sent that their policy would deny: "+
+		"flows (path proxy), DNS queries (dns) and packets (kernel), by sandbox, path and reason.", prometheus.CounterValue,
+		"sandbox", "path", "reason")
 	mBySandbox = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict and reason.", prometheus.CounterValue,
 		"sandbox", "verdict", "reason")
 	mBytes      = newMetric("egressd_proxy_bytes_total", "Bytes of ended flows.", prometheus.CounterValue, "direction")
@@ -80,7 +88,7 @@ var (
 	mUpstream = newMetric("egressd_dns_upstream_seconds", "Time of each query to an upstream DNS server.", prometheus.UntypedValue)
 )
 
-var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBySandbox, mKernel, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
+var allMetrics = []metric{mFlows, mFlowsTotal, mCut, mIdle, mDenials, mBySandbox, mKernel, mWouldDeny, mBytes, mQueries, mCacheHits, mCacheEvict, mCached, mBindEvict,
 	mPeek, mDial, mUpstream}
 
 // KernelDenials reads the kernel's denial counters, keyed by (sandbox,
@@ -89,10 +97,11 @@ type KernelDenials func(context.Context) (map[[2]string]uint64, error)
 
 // egressdCollector reads egressd's own counters at each scrape.
 type egressdCollector struct {
-	ctl    *control.Controller
-	px     ProxyStats
-	dns    DNSStats
-	kernel KernelDenials
+	ctl       *control.Controller
+	px        ProxyStats
+	dns       DNSStats
+	kernel    KernelDenials
+	wouldDeny func() map[activity.WouldDenyKey]uint64
 }
 
 func (c *egressdCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -129,6 +138,11 @@ func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for k, n := range counts {
 			emit(mKernel, n, k[0], k[1])
+		}
+	}
+	if c.wouldDeny != nil {
+		for k, n := range c.wouldDeny() {
+			emit(mWouldDeny, n, k.Sandbox, k.Path, k.Reason)
 		}
 	}
 	emit(mBytes, p.BytesUp, "up")

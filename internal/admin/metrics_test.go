@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/dnsfilter"
+	"github.com/egressd/egressd/internal/activity"
 	"github.com/egressd/egressd/internal/latency"
 	"github.com/egressd/egressd/proxy"
 )
@@ -40,7 +41,10 @@ func TestMetrics(t *testing.T) {
 	kernel := func(context.Context) (map[[2]string]uint64, error) {
 		return map[[2]string]uint64{{"picky", "deny_cidrs"}: 4}, nil
 	}
-	NewMetricsHandler(r.ctl, px, dns, kernel).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	rec := activity.NewRecord()
+	rec.Add(activity.Line{Msg: "kernel report-only", Sandbox: "picky", Dst: "203.0.113.1", Proto: "udp",
+		Verdict: "would-deny", Reason: "no-match", Packets: 5})
+	NewMetricsHandler(r.ctl, px, dns, kernel, rec).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type %q", ct)
 	}
@@ -59,6 +63,7 @@ func TestMetrics(t *testing.T) {
 		`egressd_dns_cached_answers 6`,
 		`egressd_proxy_flows_idle_closed_total 2`,
 		`egressd_kernel_denials_total{reason="deny_cidrs",sandbox="picky"} 4`,
+		`egressd_would_deny_total{path="kernel",reason="no-match",sandbox="picky"} 5`,
 		`egressd_sandbox_flows_total{reason="no-match",sandbox="picky",verdict="deny"} 2`,
 		`egressd_proxy_peek_seconds_bucket{le="0.005"} 1`,
 		`egressd_proxy_peek_seconds_bucket{le="+Inf"} 2`,

@@ -95,7 +95,7 @@ func newRig(t *testing.T, flows Flows) *rig {
 	if err := r.ctl.Apply(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r.h = NewHandler(r.ctl, flows, nil, nil)
+	r.h = NewHandler(r.ctl, Parts{Flows: flows}, nil)
 	return r
 }
 

@@ -14,6 +14,7 @@ import (
 type sandboxJSON struct {
 	Name   string         `json:"name"`
 	Mode   policy.Mode    `json:"mode"`
+	Audit  bool           `json:"audit,omitempty"` // report-only mode
 	Origin control.Origin `json:"origin"` // where the sandbox comes from: "config" or "api"
 	Source control.Source `json:"source"` // where its policy comes from: "config" or "api"
 	Flows  int            `json:"flows"`  // live proxied flows
@@ -25,7 +26,7 @@ func (h *handler) listSandboxes(w http.ResponseWriter, _ *http.Request) {
 	list := h.ctl.List()
 	out := make([]sandboxJSON, len(list))
 	for i, sb := range list {
-		out[i] = sandboxJSON{Name: sb.Name, Mode: sb.Spec.Mode, Origin: sb.Origin, Source: sb.Source, Flows: perSandbox[sb.Name]}
+		out[i] = sandboxJSON{Name: sb.Name, Mode: sb.Spec.Mode, Audit: sb.Spec.Audit, Origin: sb.Origin, Source: sb.Source, Flows: perSandbox[sb.Name]}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -26,6 +26,7 @@ func CheckSandbox(in SandboxInput, host Host) (policy.Sandbox, error) {
 	f := fileSandbox{
 		Name: in.Name, Interface: in.Interface, Sources: in.Sources, Mode: string(in.Policy.Mode),
 		AllowDomains: in.Policy.AllowDomains, AllowCIDRs: in.Policy.AllowCIDRs, DenyCIDRs: in.Policy.DenyCIDRs,
+		Audit: in.Policy.Audit,
 	}
 	sb := v.sandbox(0, &f, host)
 	if err := v.errs.err(); err != nil {

@@ -58,6 +58,7 @@ type fileSandbox struct {
 	AllowDomains []string `toml:"allow_domains"`
 	AllowCIDRs   []string `toml:"allow_cidrs"`
 	DenyCIDRs    []string `toml:"deny_cidrs"`
+	Audit        bool     `toml:"audit" want:"true or false"`
 }
 
 // Defaults for every key outside [[sandbox]]. proxy.upstream_dns has none

@@ -129,7 +129,7 @@ func (v *validator) policy(i int, f *fileSandbox) *policy.Policy {
 		v.sbBad(i, f, "mode", stringValue("mode", f.Mode, "must be allow-all, deny-all or custom"))
 		return nil
 	}
-	spec := policy.Spec{Mode: mode, AllowDomains: f.AllowDomains, AllowCIDRs: f.AllowCIDRs, DenyCIDRs: f.DenyCIDRs}
+	spec := policy.Spec{Mode: mode, AllowDomains: f.AllowDomains, AllowCIDRs: f.AllowCIDRs, DenyCIDRs: f.DenyCIDRs, Audit: f.Audit}
 	if les := spec.ListErrors(); len(les) > 0 {
 		for _, le := range les {
 			v.sbBad(i, f, le.Field, le)

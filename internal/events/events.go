@@ -16,8 +16,11 @@ import (
 var decisions = map[string]bool{
 	"flow": true, "flow cut by policy change": true, "flow closed: idle": true,
 	"dns query": true, "dns query refused": true, "dns query dropped": true,
-	"kernel denied": true,
+	"kernel denied": true, "kernel report-only": true,
 }
+
+// IsDecision reports whether a log line with message msg is a decision.
+func IsDecision(msg string) bool { return decisions[msg] }
 
 // subBuffer is how many events a reader may be behind before it loses some.
 const subBuffer = 4096

@@ -15,9 +15,9 @@ type sandboxJSON struct {
 	Name   string         `json:"name"`
 	Mode   policy.Mode    `json:"mode"`
 	Audit  bool           `json:"audit,omitempty"` // report-only mode
-	Origin control.Origin `json:"origin"` // where the sandbox comes from: "config" or "api"
-	Source control.Source `json:"source"` // where its policy comes from: "config" or "api"
-	Flows  int            `json:"flows"`  // live proxied flows
+	Origin control.Origin `json:"origin"`          // where the sandbox comes from: "config" or "api"
+	Source control.Source `json:"source"`          // where its policy comes from: "config" or "api"
+	Flows  int            `json:"flows"`           // live proxied flows
 }
 
 // listSandboxes is GET /v1/sandboxes, in config order.

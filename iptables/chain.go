@@ -56,6 +56,12 @@ func writeAuditChain(b *strings.Builder, p Ports, h Host) {
 		w.isolate()
 	}
 	w.section("report-only: the rest passes, recorded for egressd to judge")
+	// An ICMP error answers a packet the sandbox was sent (a stray reply
+	// to a closed port): it says nothing of what the sandbox reaches.
+	w.rule("icmp type { destination-unreachable, time-exceeded, parameter-problem } counter accept",
+		"report-only: ICMP error, not recorded")
+	w.rule("icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } counter accept",
+		"report-only: ICMP error, not recorded")
 	w.rule("update @kaudit4 { ip saddr . ip daddr . meta l4proto } accept", "report-only: recorded")
 	w.rule("update @kaudit6 { ip6 saddr . ip6 daddr . meta l4proto } accept", "report-only: recorded")
 	w.rule("counter accept", "report-only: not recorded, kaudit4 or kaudit6 full")

@@ -21,6 +21,8 @@
 //	  ├─ reply on a connection opened into the sandbox ───────► accept
 //	  │    (conntrack reply direction, established, not related;
 //	  │    egressd running, else drop)
+//	  ├─ report-only (Sandbox.Audit): chain audit ─► DNS and TCP as below,
+//	  │    host guard, then accept, recorded in kaudit4/kaudit6
 //	  ├─ mode deny-all ─────────────────► drop (TCP: reject with reset)
 //	  ├─ DNS (udp/tcp 53, any destination) ─► TPROXY to the resolver port
 //	  │    on a bridge: mark NATMark, REDIRECT   (no resolver: drop)

@@ -211,8 +211,14 @@ func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *
 		return
 	}
 	g := &httpFlow{s: s, ctx: ctx, f: f, peek: peek}
-	br := bufio.NewReader(io.MultiReader(bytes.NewReader(peeked), peek))
-	err := gateHTTP(br, g, g.check)
+	var src io.Reader = io.MultiReader(bytes.NewReader(peeked), peek)
+	if _, sb, ok := s.sandboxOf(f); ok && sb.Policy.Audit() {
+		// Report-only mode: keep what the gate reads until it admits a
+		// request, to relay it raw if it turns out not to be HTTP.
+		g.seen = &bytes.Buffer{}
+		src = io.TeeReader(src, g.seen)
+	}
+	err := gateHTTP(bufio.NewReader(src), g, g.check)
 	g.finish(err)
 }
 
@@ -228,6 +234,7 @@ type httpFlow struct {
 	downDone chan struct{}    // closed when the upstream → sandbox copy ends
 	downErr  error            // its error; read after downDone
 	peek     *peekReader      // released once the first request is admitted
+	seen     *bytes.Buffer    // report-only mode: the bytes read before the first admission
 }
 
 func (g *httpFlow) check(host string) error {
@@ -255,6 +262,7 @@ func (g *httpFlow) check(host string) error {
 	}
 	g.host, g.remote = d.Name, remote
 	g.peek.release()
+	g.seen = nil
 	g.downDone = make(chan struct{})
 	go func() {
 		if err := proxyDown(g.f, remote); err != nil {
@@ -288,7 +296,11 @@ func (g *httpFlow) finish(err error) {
 		}
 		if d.Reason == policy.ReasonMalformed {
 			// Not HTTP (an SSH client's banner): an HTTP 403 would be
-			// noise in its protocol. Reset.
+			// noise in its protocol. Reset, or in report-only mode relay
+			// it raw.
+			if g.seen != nil && g.s.forwardNameless(g.ctx, f, g.seen.Bytes()) {
+				return
+			}
 			g.s.refuse(f, d, err)
 			return
 		}

@@ -164,9 +164,16 @@ func (g *httpGate) readHead() ([]byte, error) {
 		case err != nil:
 			return nil, fmt.Errorf("http: reading request head: %w", err)
 		}
-		if !isEmptyLine(line) {
+		switch {
+		case !isEmptyLine(line) && !started:
+			// Judge the request line as soon as it is in: a line
+			// protocol that is not HTTP is refused now, not when its
+			// client gives up waiting for an answer.
+			if _, _, _, err := parseRequestLine(bytes.TrimRight(line, "\r\n")); err != nil {
+				return nil, err
+			}
 			started = true
-		} else if started {
+		case isEmptyLine(line) && started:
 			return head, nil
 		}
 	}

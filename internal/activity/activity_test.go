@@ -26,6 +26,7 @@ func logSome(log *zap.Logger) {
 	flow("ci", "198.51.100.12:443", "pypi.org", policy.Allow, policy.ReasonAllowDomain)
 	flow("ci", "203.0.113.5:22", "", policy.WouldDeny, policy.ReasonNoName)
 	flow("ci", "203.0.113.6:443", "evil.example.net", policy.Deny, policy.ReasonProtectHost)
+	flow("ci", "198.51.100.130:443", "inside-deny.example", policy.WouldDeny, policy.ReasonDenyCIDR)
 	flow("other", "198.51.100.99:443", "other.example", policy.Allow, policy.ReasonAllowAll)
 	log.Info("flow", zap.String("sandbox", ""), zap.String("dst", "198.51.100.1:1"), zap.Stringer("verdict", policy.Deny))
 	dns := func(name, rcode string) {
@@ -50,6 +51,7 @@ var wantCI = map[string]Entry{
 	"pypi.org.localdomain": {FailedQueries: 1, WouldDeny: 1},
 	"203.0.113.5":          {Flows: 1, WouldDeny: 1},
 	"evil.example.net":     {Denied: 1},
+	"inside-deny.example":  {Flows: 1, WouldDeny: 1},
 	"203.0.113.53":         {Packets: 6, WouldDeny: 6},
 }
 
@@ -155,6 +157,7 @@ func TestSuggest(t *testing.T) {
 			t.Errorf("fold %d: %+v: want mode custom, enforcing, deny_cidrs kept", tc.fold, spec)
 		}
 		for _, want := range []string{"# left out, denied: evil.example.net", "# left out, never answered: pypi.org.localdomain",
+			"# left out, in deny_cidrs: inside-deny.example",
 			"# 6 udp packets"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("fold %d: output lacks %q:\n%s", tc.fold, want, out.String())

@@ -21,10 +21,12 @@ type Suggestion struct {
 	Domains []Suggested // allow_domains
 	CIDRs   []Suggested // allow_cidrs
 	Deny    []string    // deny_cidrs, carried over from the policy in force
-	// Denied are destinations that were refused; NoAnswer, names whose
-	// every query failed (a resolver search list's guesses, typically).
-	// Neither is in the policy.
-	Denied, NoAnswer []Entry
+	// Denied are destinations that were refused; InDeny, those that
+	// passed only in report-only mode, and only because deny_cidrs do not
+	// apply there (the suggested policy keeps them, so they stay denied);
+	// NoAnswer, names whose every query failed (a resolver search list's
+	// guesses, typically). None is in the policy.
+	Denied, InDeny, NoAnswer []Entry
 }
 
 // Suggested is one entry of the suggested policy and what used it.
@@ -43,11 +45,13 @@ func Suggest(a Activity, fold int, deny []string) Suggestion {
 	s := Suggestion{Sandbox: a.Sandbox, Activity: a, Deny: deny}
 	var names []Entry
 	for _, e := range a.Entries {
-		passed := e.Flows+e.Queries+e.Packets > 0
+		passed := e.Flows + e.Queries + e.Packets
 		switch {
-		case passed && e.Kind == KindName:
+		case passed > 0 && e.WouldDeny == passed && e.Reason == policy.ReasonDenyCIDR.String():
+			s.InDeny = append(s.InDeny, e)
+		case passed > 0 && e.Kind == KindName:
 			names = append(names, e)
-		case passed:
+		case passed > 0:
 			s.CIDRs = append(s.CIDRs, Suggested{Value: hostPrefix(e.Value), Note: usage(e)})
 		case e.FailedQueries > 0:
 			s.NoAnswer = append(s.NoAnswer, e)
@@ -198,6 +202,9 @@ func (s Suggestion) Write(w io.Writer) error {
 	b.WriteString("}\n")
 	for _, e := range s.Denied {
 		fmt.Fprintf(&b, "# left out, denied: %s (%s: %s)\n", e.Value, usage(e), e.Reason)
+	}
+	for _, e := range s.InDeny {
+		fmt.Fprintf(&b, "# left out, in deny_cidrs: %s (%s)\n", e.Value, usage(e))
 	}
 	for _, e := range s.NoAnswer {
 		fmt.Fprintf(&b, "# left out, never answered: %s (%s)\n", e.Value, usage(e))

@@ -112,7 +112,7 @@ func specFields(name string, s policy.Spec) []zap.Field {
 	return []zap.Field{
 		zap.String("sandbox", name), zap.String("mode", string(s.Mode)),
 		listField("allow_domains", s.AllowDomains), listField("allow_cidrs", s.AllowCIDRs),
-		listField("deny_cidrs", s.DenyCIDRs),
+		listField("deny_cidrs", s.DenyCIDRs), zap.Bool("audit", s.Audit),
 	}
 }
 

@@ -83,11 +83,18 @@ func (h Host) Guard() policy.Guard {
 // Warnings are things a valid config does that an operator should know:
 // they are printed by validate and logged by run.
 func (c *Config) Warnings() []string {
+	var out []string
 	if len(c.Host.SandboxInterfaces) == 0 {
-		return []string{"host.sandbox_interfaces is unset: an interface no sandbox ever named " +
-			"(a new tap, a mistyped interface) is not guarded; list every sandbox interface, e.g. [\"veth-sb*\", \"tap*\"]"}
+		out = append(out, "host.sandbox_interfaces is unset: an interface no sandbox ever named "+
+			"(a new tap, a mistyped interface) is not guarded; list every sandbox interface, e.g. [\"veth-sb*\", \"tap*\"]")
 	}
-	return nil
+	for _, sb := range c.Sandboxes.All() {
+		if sb.Policy.Audit() {
+			out = append(out, fmt.Sprintf("sandbox %q is in report-only mode (audit = true): what its policy denies "+
+				"passes, reported as would-deny; remove audit to enforce", sb.Name))
+		}
+	}
+	return out
 }
 
 // Admin is the [admin] section.

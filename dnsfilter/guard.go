@@ -21,7 +21,10 @@ type guard struct {
 }
 
 func newGuard(set *policy.Set, sb *policy.Sandbox, d policy.Decision, blockPrivate bool) guard {
-	return guard{set: set, sb: sb, blockPrivate: blockPrivate && d.Reason == policy.ReasonAllowDomain}
+	// A name admitted by a domain rule, or one report-only mode lets
+	// through, never leads to an internal address (the proxy's rule).
+	byName := d.Reason == policy.ReasonAllowDomain || d.Verdict == policy.WouldDeny
+	return guard{set: set, sb: sb, blockPrivate: blockPrivate && byName}
 }
 
 // keep reports whether a may appear in the answer: the rule the proxy

@@ -36,7 +36,8 @@ type Reason uint8
 // The reasons. The zero Reason is none of them, so that a zero Decision
 // neither allows nor asks for a name. ReasonNoName, ReasonUnknownSource,
 // ReasonNotResolved, ReasonUnsafeHTTP, ReasonMalformed, ReasonHostChanged,
-// ReasonConnLimit, ReasonDialFailed and ReasonPeekLimit are not produced by this package: the proxy and the
+// ReasonConnLimit, ReasonDialFailed, ReasonPeekLimit, ReasonNameMismatch,
+// ReasonUnsupported and ReasonAuth are not produced by this package: the proxy and the
 // resolver use them for flows they refuse before or after asking the policy.
 const (
 	reasonUnset         Reason = iota
@@ -58,6 +59,9 @@ const (
 	ReasonConnLimit            // the sandbox has proxy.max_conns_per_sandbox connections open
 	ReasonDialFailed           // the allowed destination did not accept the connection
 	ReasonPeekLimit            // the memory for flows still being peeked is used up (proxy.max_peek_bytes*)
+	ReasonNameMismatch         // explicit proxy: the TLS SNI or HTTP Host is not the name the client asked the proxy for
+	ReasonUnsupported          // explicit proxy: a request it does not serve (SOCKS5 BIND or UDP ASSOCIATE, SOCKS4, https:// absolute-form)
+	ReasonAuth                 // explicit proxy: listen_auth credentials missing or wrong
 	numReasons
 )
 
@@ -81,6 +85,9 @@ var reasonNames = [numReasons]string{
 	ReasonConnLimit:     "conn-limit",
 	ReasonDialFailed:    "dial-failed",
 	ReasonPeekLimit:     "peek-limit",
+	ReasonNameMismatch:  "name-mismatch",
+	ReasonUnsupported:   "unsupported",
+	ReasonAuth:          "auth",
 }
 
 func (r Reason) String() string {
@@ -175,6 +182,12 @@ func (d Decision) String() string {
 		return v + d.subject() + " did not accept the connection (flow to " + d.addr() + ")"
 	case ReasonPeekLimit:
 		return v + "flow to " + d.addr() + ": the memory for connections still sending their first bytes is used up"
+	case ReasonNameMismatch:
+		return v + "TLS SNI or HTTP Host " + quoteBounded(d.Name) + " is not the name the client asked the proxy for"
+	case ReasonUnsupported:
+		return v + "explicit proxy request not served: " + quoteBounded(d.Name)
+	case ReasonAuth:
+		return v + "explicit proxy: listen_auth credentials missing or wrong"
 	}
 	return v + d.Reason.String() + " " + d.subject()
 }

@@ -24,7 +24,7 @@ type Guard struct {
 func (s *Set) WithIsLocal(isLocal func(netip.Addr) bool) *Set {
 	sbs := make([]Sandbox, len(s.list))
 	for i, sb := range s.list {
-		sbs[i] = Sandbox{Name: sb.Name, Interface: sb.Interface, Sources: sb.Sources, Policy: sb.Policy}
+		sbs[i] = Sandbox{Name: sb.Name, Interface: sb.Interface, Sources: sb.Sources, Listen: sb.Listen, Policy: sb.Policy}
 	}
 	g := s.guard
 	g.IsLocal = isLocal

@@ -13,9 +13,36 @@ type Sandbox struct {
 	Name      string
 	Interface string         // host-side interface its traffic arrives on
 	Sources   []netip.Prefix // its addresses; no two sandboxes share one
-	Policy    *Policy
+	// Listen are its explicit-proxy addresses (SOCKS5 and HTTP CONNECT):
+	// whoever connects to one is this sandbox. A sandbox has an
+	// interface and sources, listeners, or both.
+	Listen []Listener
+	Policy *Policy
 
 	peers *cidrTable // allow_cidrs entries naming other sandboxes (Guard)
+}
+
+// Listener is one explicit-proxy address of a sandbox. It is data for the
+// proxy, which opens it; no two sandboxes share one.
+type Listener struct {
+	Network string // "tcp" or "unix"
+	Address string // ip:port, or the socket file's path
+	// User and PassHash (bcrypt) are listen_auth: a client must present
+	// them; "" for none.
+	User, PassHash string
+	// Mode, UID and GID are the unix socket file's mode and owner (-1:
+	// the process's).
+	Mode     uint32
+	UID, GID int
+}
+
+// String is the listener as written in the config: "127.0.0.1:1080",
+// "unix:/run/egressd/agent.sock".
+func (l Listener) String() string {
+	if l.Network == "unix" {
+		return "unix:" + l.Address
+	}
+	return l.Address
 }
 
 // Set is an immutable set of sandboxes, found by source address or name.
@@ -38,6 +65,7 @@ type Set struct {
 // host-wide guard (see Set.Guarded).
 func NewSet(sbs []Sandbox, g Guard) (*Set, error) {
 	s := &Set{list: make([]*Sandbox, 0, len(sbs)), byName: make(map[string]*Sandbox, len(sbs)), guard: g}
+	listeners := map[string]string{}
 	for i := range sbs {
 		sb, err := checkSandbox(i, sbs[i])
 		if err != nil {
@@ -45,6 +73,12 @@ func NewSet(sbs []Sandbox, g Guard) (*Set, error) {
 		}
 		if _, dup := s.byName[sb.Name]; dup {
 			return nil, fmt.Errorf("policy: sandbox name %q used twice", sb.Name)
+		}
+		for _, l := range sb.Listen {
+			if other, dup := listeners[l.String()]; dup {
+				return nil, fmt.Errorf("policy: sandboxes %q and %q both listen on %s", other, sb.Name, l)
+			}
+			listeners[l.String()] = sb.Name
 		}
 		if err := s.addSources(sb); err != nil {
 			return nil, err
@@ -64,7 +98,7 @@ func checkSandbox(i int, sb Sandbox) (*Sandbox, error) {
 		return nil, fmt.Errorf("policy: sandbox #%d: name is required", i+1)
 	case sb.Policy == nil:
 		return nil, fmt.Errorf("policy: sandbox %q: no policy", sb.Name)
-	case len(sb.Sources) == 0:
+	case len(sb.Sources) == 0 && (sb.Interface != "" || len(sb.Listen) == 0):
 		return nil, fmt.Errorf("policy: sandbox %q: no sources", sb.Name)
 	}
 	srcs := make([]netip.Prefix, len(sb.Sources))

@@ -60,5 +60,16 @@ func (s *Set) Check(sb *Sandbox, t Target) Decision {
 	if t.Name != "" {
 		return sb.Policy.DecideName(t.Name)
 	}
-	return s.DecideAddr(sb, t.Addr)
+	d := s.DecideAddr(sb, t.Addr)
+	if d.NeedsName() && sb.Policy.Audit() {
+		// Report-only: a raw flow there passes, and so does one that
+		// carries no name.
+		if _, bad := s.Guarded(sb, t.Addr); !bad {
+			d.Verdict = WouldDeny
+			if sb.Policy.Mode() == ModeDenyAll {
+				d.Reason = ReasonDenyAll
+			}
+		}
+	}
+	return d
 }

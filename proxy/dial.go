@@ -21,9 +21,13 @@ import (
 // rebinding guard, so egressd's own lookups are no way around it.
 func (s *Server) pin(ctx context.Context, f *flow, set *policy.Set, sb *policy.Sandbox, name string) (netip.AddrPort, policy.Decision, error) {
 	dst := f.dst
-	if set.NameMayReach(sb, dst.Addr(), s.opts.BlockPrivate) && s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
+	if dst.Addr().IsValid() && set.NameMayReach(sb, dst.Addr(), s.opts.BlockPrivate) &&
+		s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
 		return dst, policy.Decision{}, nil
 	}
+	// With no destination (an explicit proxy's request for a name), IPv4
+	// is preferred.
+	want4 := dst.Addr().Is4() || !dst.Addr().IsValid()
 	notResolved := policy.Decision{Reason: policy.ReasonNotResolved, Name: name, Addr: dst.Addr()}
 	if s.opts.Resolver == nil {
 		return netip.AddrPort{}, notResolved, fmt.Errorf("proxy: no resolver to pin %s", name)
@@ -41,7 +45,7 @@ func (s *Server) pin(ctx context.Context, f *flow, set *policy.Set, sb *policy.S
 		if a == dst.Addr() {
 			return dst, policy.Decision{}, nil
 		}
-		if !other.IsValid() || (a.Is4() == dst.Addr().Is4() && other.Is4() != dst.Addr().Is4()) {
+		if !other.IsValid() || (a.Is4() == want4 && other.Is4() != want4) {
 			other = a
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -18,10 +19,11 @@ import (
 // handle takes one accepted connection from decision to close.
 func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 	f := &flow{
-		src:    addrPort(c.RemoteAddr()),
-		dst:    originalDst(c, s.opts.Port),
-		start:  time.Now(),
-		client: c,
+		src:     addrPort(c.RemoteAddr()),
+		dst:     originalDst(c, s.opts.Port),
+		start:   time.Now(),
+		client:  c,
+		ingress: IngressTProxy,
 	}
 	set := s.sandboxes.Load()
 	sb, ok := set.BySource(f.src.Addr())
@@ -34,7 +36,12 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 		s.refuse(f, policy.Decision{Reason: policy.ReasonConnLimit, Addr: f.dst.Addr()}, err)
 		return
 	}
-	d := set.DecideAddr(sb, f.dst.Addr())
+	s.route(ctx, set, f, set.DecideAddr(sb, f.dst.Addr()))
+}
+
+// route takes f on by d, the decision on its destination address: to the
+// name its first bytes carry, straight upstream, or refused.
+func (s *Server) route(ctx context.Context, set *policy.Set, f *flow, d policy.Decision) {
 	switch {
 	case d.NeedsName():
 		s.inspect(ctx, f)
@@ -43,7 +50,7 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 			s.refuse(f, d, errCut)
 			return
 		}
-		s.forward(ctx, f, f.dst, nil)
+		s.forward(ctx, f, f.dst, f.pre)
 	default:
 		s.refuse(f, d, nil)
 	}
@@ -73,17 +80,32 @@ func (s *Server) admit(set *policy.Set, f *flow, name string, d policy.Decision,
 // policy change meets the new policy.
 func (s *Server) sandboxOf(f *flow) (*policy.Set, *policy.Sandbox, bool) {
 	set := s.sandboxes.Load()
-	sb, ok := set.BySource(f.src.Addr())
-	if !ok || sb.Name != f.sandbox {
+	sb, ok := sandboxIn(set, f)
+	if !ok {
 		return nil, nil, false
 	}
 	return set, sb, true
 }
 
+// sandboxIn finds f's sandbox in set: by source address for a flow the
+// kernel diverted, by name for one an explicit listener took (the
+// listener is the sandbox's).
+func sandboxIn(set *policy.Set, f *flow) (*policy.Sandbox, bool) {
+	if f.ingress != IngressTProxy {
+		return set.ByName(f.sandbox)
+	}
+	sb, ok := set.BySource(f.src.Addr())
+	return sb, ok && sb.Name == f.sandbox
+}
+
 // inspect peeks at the first bytes: a TLS ClientHello or an HTTP request.
 func (s *Server) inspect(ctx context.Context, f *flow) {
 	f.client.SetReadDeadline(time.Now().Add(s.opts.PeekTimeout))
-	peek := &peekReader{r: f.client, b: s.peeks, sandbox: f.sandbox}
+	var in io.Reader = f.client
+	if len(f.pre) > 0 {
+		in = io.MultiReader(bytes.NewReader(f.pre), f.client)
+	}
+	peek := &peekReader{r: in, b: s.peeks, sandbox: f.sandbox}
 	defer peek.release()
 	raw, sni, err := readClientHello(peek)
 	if errors.Is(err, errNotTLS) {
@@ -143,6 +165,11 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if name == "" {
 		d.Addr = f.dst.Addr()
 	}
+	if f.want != "" && d.Name != f.want {
+		// The TLS SNI or HTTP Host is not the name the client asked the
+		// proxy for (domain fronting through an allowed name).
+		return policy.Decision{Reason: policy.ReasonNameMismatch, Name: name, Addr: f.dst.Addr()}, netip.AddrPort{}, nil
+	}
 	if !d.Allowed() {
 		return d, netip.AddrPort{}, nil
 	}
@@ -178,12 +205,27 @@ func (s *Server) admitRaw(set *policy.Set, sb *policy.Sandbox, f *flow, d policy
 	return d, f.dst, nil
 }
 
-// forwardNameless relays f, whose first bytes (peeked) carry no name, to
-// its original destination when its sandbox is in report-only mode; it
-// reports whether it did. In enforce mode such a flow is refused.
+// forwardNameless relays f, whose first bytes (peeked) carry no name: an
+// explicit proxy's flow to the name its client asked for, or, when its
+// sandbox is in report-only mode, to its original destination. It
+// reports whether it did; otherwise such a flow is refused.
 func (s *Server) forwardNameless(ctx context.Context, f *flow, peeked []byte) bool {
 	set, sb, ok := s.sandboxOf(f)
-	if !ok || !sb.Policy.Audit() {
+	f.client.SetReadDeadline(time.Time{}) // relayed from here, or refused
+	switch {
+	case !ok:
+		return false
+	case f.want != "":
+		// The client named the destination to the proxy; the protocol
+		// it speaks carries no name to check it against.
+		d, target, err := s.admitName(ctx, f, f.want)
+		if !d.Allowed() {
+			s.refuse(f, d, err)
+			return true
+		}
+		s.forward(ctx, f, target, peeked)
+		return true
+	case !sb.Policy.Audit():
 		return false
 	}
 	d, target, err := s.admitRaw(set, sb, f, sb.Policy.Audited(policy.Decision{Reason: policy.ReasonNoName}))
@@ -212,13 +254,14 @@ func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *
 	}
 	g := &httpFlow{s: s, ctx: ctx, f: f, peek: peek}
 	var src io.Reader = io.MultiReader(bytes.NewReader(peeked), peek)
-	if _, sb, ok := s.sandboxOf(f); ok && sb.Policy.Audit() {
-		// Report-only mode: keep what the gate reads until it admits a
-		// request, to relay it raw if it turns out not to be HTTP.
+	if _, sb, ok := s.sandboxOf(f); ok && (sb.Policy.Audit() || f.want != "") {
+		// Report-only mode, or an explicit proxy's flow to a name: keep
+		// what the gate reads until it admits a request, to relay it raw
+		// if it turns out not to be HTTP.
 		g.seen = &bytes.Buffer{}
 		src = io.TeeReader(src, g.seen)
 	}
-	err := gateHTTP(bufio.NewReader(src), g, g.check)
+	err := gateHTTP(bufio.NewReader(src), g, g.check, f.ingress != IngressTProxy)
 	g.finish(err)
 }
 
@@ -294,13 +337,12 @@ func (g *httpFlow) finish(err error) {
 		} else if r, ok := gateReason(err); ok {
 			d.Reason = r
 		}
+		if g.relayRaw(err) && g.s.forwardNameless(g.ctx, f, g.seen.Bytes()) {
+			return
+		}
 		if d.Reason == policy.ReasonMalformed {
 			// Not HTTP (an SSH client's banner): an HTTP 403 would be
-			// noise in its protocol. Reset, or in report-only mode relay
-			// it raw.
-			if g.seen != nil && g.s.forwardNameless(g.ctx, f, g.seen.Bytes()) {
-				return
-			}
+			// noise in its protocol. Reset.
 			g.s.refuse(f, d, err)
 			return
 		}
@@ -329,10 +371,27 @@ func (g *httpFlow) finish(err error) {
 	g.s.endFlow(f, f.decision, err)
 }
 
+// relayRaw reports whether a connection the gate admitted no request of,
+// having ended with err, goes on raw: one that is not HTTP, to the name an
+// explicit proxy's client asked for; or, in report-only mode, one that
+// never sent a whole request head (a partial line, then silence). Not an
+// explicit proxy's flow that started as HTTP: its later bytes could name
+// another host. Not what the gate refused (unsafe-http and the like).
+func (g *httpFlow) relayRaw(err error) bool {
+	if g.seen == nil || g.denial != nil {
+		return false
+	}
+	if errors.Is(err, errNotHTTP) {
+		return true
+	}
+	_, sb, ok := g.s.sandboxOf(g.f)
+	incomplete := errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF)
+	return ok && sb.Policy.Audit() && g.f.want == "" && incomplete
+}
+
 // refuse ends a denied flow with a TCP reset and logs the decision.
 func (s *Server) refuse(f *flow, d policy.Decision, err error) {
-	f.client.SetLinger(0)
-	f.client.Close()
+	resetClose(f.client)
 	s.endFlow(f, d, err)
 }
 
@@ -352,7 +411,7 @@ func gateReason(err error) (policy.Reason, bool) {
 
 // writeForbidden answers a denied HTTP request: 403, a body naming the
 // sandbox, the host and the rule, and the reason in X-Egressd-Deny.
-func writeForbidden(c *net.TCPConn, sandbox string, d policy.Decision) {
+func writeForbidden(c net.Conn, sandbox string, d policy.Decision) {
 	body := "egressd: sandbox " + strconv.Quote(sandbox) + ": " + d.String() + "\n"
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"+

@@ -43,8 +43,8 @@ func unsafeHTTP(err error) bool {
 // A malformed body is found after its head went upstream: tear the
 // connection down. Bytes pass exactly as received, small pieces coalesced,
 // none held back while the gate waits for the client.
-func gateHTTP(client *bufio.Reader, upstream io.Writer, check func(host string) error) error {
-	g := &httpGate{in: client, up: upstream}
+func gateHTTP(client *bufio.Reader, upstream io.Writer, check func(host string) error, proxy bool) error {
+	g := &httpGate{in: client, up: upstream, proxy: proxy}
 	err := g.run(check)
 	if ferr := g.flush(); err == nil {
 		err = ferr
@@ -58,6 +58,7 @@ type httpGate struct {
 	up         io.Writer
 	out        []byte // bytes of checked requests not yet written upstream
 	head, line []byte // reused buffers: request head; chunk-size or trailer line
+	proxy      bool   // an explicit proxy's: Proxy-Authorization and Proxy-Connection stay here
 }
 
 func (g *httpGate) run(check func(string) error) error {
@@ -75,6 +76,9 @@ func (g *httpGate) run(check func(string) error) error {
 		}
 		if err := check(req.host); err != nil {
 			return fmt.Errorf("http: host %q: %w", req.host, err)
+		}
+		if g.proxy {
+			head = dropProxyFields(head)
 		}
 		if err := g.emit(head); err != nil {
 			return err
@@ -170,13 +174,38 @@ func (g *httpGate) readHead() ([]byte, error) {
 			// protocol that is not HTTP is refused now, not when its
 			// client gives up waiting for an answer.
 			if _, _, _, err := parseRequestLine(bytes.TrimRight(line, "\r\n")); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%w: %w", errNotHTTP, err)
 			}
 			started = true
 		case isEmptyLine(line) && started:
 			return head, nil
 		}
 	}
+}
+
+// errNotHTTP is a first line that is no HTTP request line: the flow speaks
+// another protocol.
+var errNotHTTP = errors.New("not HTTP")
+
+// dropProxyFields removes the fields meant for the proxy from a checked
+// request head: the client's credentials for egressd must not reach the
+// upstream.
+func dropProxyFields(head []byte) []byte {
+	out := make([]byte, 0, len(head))
+	for rest := head; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n') + 1
+		if i == 0 {
+			i = len(rest)
+		}
+		line := rest[:i]
+		rest = rest[i:]
+		name, _, _ := bytes.Cut(line, []byte{':'})
+		if equalFold(name, "proxy-authorization") || equalFold(name, "proxy-connection") {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
 }
 
 func isEmptyLine(l []byte) bool {

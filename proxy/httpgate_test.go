@@ -58,7 +58,7 @@ func runGate(tb testing.TB, r io.Reader, bufSize int) gateRun {
 			rec.allowed++
 		}
 		return err
-	})
+	}, false)
 	return gateRun{rec.out.String(), hosts, err}
 }
 
@@ -229,7 +229,7 @@ func TestGateHTTPWaitsForResponses(t *testing.T) {
 	s.SetDeadline(time.Now().Add(10 * time.Second))
 	up := &notifyWriter{got: make(chan int, 16)}
 	done := make(chan error, 1)
-	go func() { done <- gateHTTP(bufio.NewReader(s), up, denyTest) }()
+	go func() { done <- gateHTTP(bufio.NewReader(s), up, denyTest, false) }()
 	reqs := []string{get1, chunked + "5\r\nhello\r\n", "0\r\n\r\n", "GET / HTTP/1.1\r\nHost: deny.example\r\n\r\n"}
 	want, have := 0, 0
 	for _, r := range reqs[:3] {
@@ -268,7 +268,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, net.ErrClosed }
 
 func TestGateHTTPWriteError(t *testing.T) {
-	err := gateHTTP(bufio.NewReader(strings.NewReader(get1+get1)), failWriter{}, denyTest)
+	err := gateHTTP(bufio.NewReader(strings.NewReader(get1+get1)), failWriter{}, denyTest, false)
 	if !errors.Is(err, net.ErrClosed) {
 		t.Errorf("err = %v, want the write error", err)
 	}
@@ -281,7 +281,7 @@ func TestGateHTTPAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(50, func() {
 		r.Reset(in)
 		br.Reset(r)
-		if err := gateHTTP(br, io.Discard, denyTest); err != nil {
+		if err := gateHTTP(br, io.Discard, denyTest, false); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -314,7 +314,7 @@ func checkGateInvariants(t *testing.T, in []byte) {
 			rec.allowed++
 		}
 		return c.err
-	})
+	}, false)
 	out := rec.out.Bytes()
 	if !bytes.HasPrefix(in, out) {
 		t.Fatalf("upstream got bytes that are not a prefix of the input")
@@ -373,7 +373,7 @@ func BenchmarkGateHTTP(b *testing.B) {
 	for b.Loop() {
 		r.Reset(in)
 		br.Reset(r)
-		if err := gateHTTP(br, io.Discard, denyTest); err != nil {
+		if err := gateHTTP(br, io.Discard, denyTest, false); err != nil {
 			b.Fatal(err)
 		}
 	}

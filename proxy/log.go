@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,6 +23,7 @@ const (
 	keyBytesUp   = "bytes_up"
 	keyBytesDown = "bytes_down"
 	keyDuration  = "duration"
+	keyIngress   = "ingress"
 )
 
 // endFlow ends a flow: it leaves the registry, is counted and writes its
@@ -38,6 +41,9 @@ func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
 	}
 	s.flows.remove(f)
 	s.stats.count(f, d)
+	if f.done != nil {
+		close(f.done)
+	}
 	level := zap.InfoLevel
 	if d.Verdict != policy.Allow { // denied, or would be (report-only mode)
 		level = zap.WarnLevel
@@ -60,10 +66,22 @@ func flowFields(f *flow, d policy.Decision) []zap.Field {
 	if name == "" {
 		name = d.Name
 	}
+	dst, src := f.dst.String(), f.src.String()
+	if !f.dst.Addr().IsValid() { // an explicit proxy's flow to a name
+		host := f.want
+		if host == "" {
+			host = name
+		}
+		dst = net.JoinHostPort(host, strconv.Itoa(int(f.dst.Port())))
+	}
+	if !f.src.IsValid() {
+		src = "unix" // a client of an explicit listener's unix socket
+	}
 	fields := []zap.Field{
 		zap.String(keySandbox, f.sandbox),
-		zap.Stringer(keySrc, f.src),
-		zap.Stringer(keyDst, f.dst),
+		zap.String(keyIngress, string(f.ingress)),
+		zap.String(keySrc, src),
+		zap.String(keyDst, dst),
 		zap.String(keyName, name),
 		zap.Stringer(keyVerdict, d.Verdict),
 		zap.Stringer(keyReason, d.Reason),

@@ -15,8 +15,12 @@ type flow struct {
 	sandbox  string
 	src, dst netip.AddrPort // dst is the destination the sandbox asked for
 	start    time.Time
-	client   *net.TCPConn
-	up, down atomic.Int64 // bytes sandbox→upstream and upstream→sandbox
+	client   conn
+	ingress  Ingress       // how the flow reached egressd
+	want     string        // explicit proxy: the name the client asked for (SOCKS5 domain, CONNECT host); "" if none
+	pre      []byte        // explicit proxy: client bytes read past the proxy request, to be peeked first
+	done     chan struct{} // explicit proxy: closed when the flow ends
+	up, down atomic.Int64  // bytes sandbox→upstream and upstream→sandbox
 
 	mu       sync.Mutex
 	name     string          // SNI or Host the flow was admitted on, if any
@@ -32,6 +36,25 @@ type flow struct {
 	// carried at the last sweep, and since when that count has not moved.
 	sweptBytes int64
 	quietSince time.Time
+}
+
+// Ingress is how a flow reached egressd: its label in logs and metrics.
+type Ingress string
+
+// The ingresses.
+const (
+	IngressTProxy  Ingress = "tproxy"  // diverted by the kernel rules
+	IngressSOCKS5  Ingress = "socks5"  // an explicit proxy listener, SOCKS5
+	IngressConnect Ingress = "connect" // an explicit proxy listener, HTTP CONNECT or absolute-form HTTP
+)
+
+// resetClose closes c, with a TCP reset when it is TCP: bytes still in
+// its buffers are dropped.
+func resetClose(c conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // FlowInfo is a snapshot of a live flow.
@@ -71,8 +94,7 @@ func (f *flow) kill() {
 	f.killed = true
 	remote := f.remote
 	f.mu.Unlock()
-	f.client.SetLinger(0)
-	f.client.Close()
+	resetClose(f.client)
 	if remote != nil {
 		remote.SetLinger(0)
 		remote.Close()

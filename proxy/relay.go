@@ -30,9 +30,17 @@ const (
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
 
+// conn is one side of a relayed flow: a TCP connection, or (an explicit
+// proxy's client) a unix socket connection.
+type conn interface {
+	net.Conn
+	syscall.Conn
+	CloseWrite() error
+}
+
 // relay copies src → dst until src's EOF or an error, adding every byte
 // written to count as it goes.
-func relay(dst, src *net.TCPConn, count *atomic.Int64) error {
+func relay(dst, src conn, count *atomic.Int64) error {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return err
@@ -90,7 +98,7 @@ func (r *reader) read(fd uintptr) bool {
 // once waits until src is readable, then moves what one read returns to
 // dst. done reports src's EOF. The buffer goes back to the pool before
 // once returns.
-func (r *reader) once(dst *net.TCPConn, src syscall.RawConn, count *atomic.Int64) (done bool, err error) {
+func (r *reader) once(dst conn, src syscall.RawConn, count *atomic.Int64) (done bool, err error) {
 	err = src.Read(r.readFn)
 	bp := r.bp
 	r.bp = nil

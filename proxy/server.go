@@ -67,6 +67,9 @@ type Server struct {
 	stats     counters
 	swapMu    sync.Mutex // serialises SetSandboxes
 	lns       []*net.TCPListener
+	listenCtx context.Context // of Listen: explicit listeners opened later live as long
+	lnMu      sync.Mutex      // guards explicit
+	explicit  map[string]*explicitListener
 	peeks     *budget.Budget
 	peekLat   latency.Histogram // accept to the name read (TLS SNI, first HTTP Host)
 	dialLat   latency.Histogram // connecting upstream
@@ -84,26 +87,39 @@ func NewServer(opts Options, set *policy.Set) *Server {
 		opts.MaxPeekBytes = DefaultMaxPeekBytes
 	}
 	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry(),
-		peeks: budget.New(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes)}
+		peeks: budget.New(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes), explicit: map[string]*explicitListener{}}
 	s.sandboxes.Store(set)
 	return s
 }
 
-// Listen opens the transparent listeners. Call it before Serve so that a
-// bad port or missing privilege is reported before anything else starts.
+// Listen opens the transparent listeners (none with Port 0) and the
+// explicit proxy listeners of the sandboxes. Call it before Serve so that
+// a bad port or missing privilege is reported before anything else
+// starts. Explicit listeners accept at once; a sandbox set swapped in
+// later opens and closes them as its sandboxes say.
 func (s *Server) Listen(ctx context.Context) error {
-	lns, err := listenTransparent(ctx, s.opts.Port)
-	if err != nil {
+	if s.opts.Port != 0 {
+		lns, err := listenTransparent(ctx, s.opts.Port)
+		if err != nil {
+			return err
+		}
+		s.lns = lns
+	}
+	s.listenCtx = ctx
+	if err := s.openListeners(ctx, s.sandboxes.Load()); err != nil {
+		for _, ln := range s.lns {
+			ln.Close()
+		}
+		s.closeListeners()
 		return err
 	}
-	s.lns = lns
 	return nil
 }
 
 // Serve accepts flows until ctx is done, then stops accepting, lets live
 // flows finish for up to ShutdownTimeout and closes the rest.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.lns == nil {
+	if s.lns == nil && s.listenCtx == nil {
 		return errors.New("proxy: Serve called before Listen")
 	}
 	errc := make(chan error, len(s.lns))
@@ -121,6 +137,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.lns {
 		ln.Close()
 	}
+	s.closeListeners()
 	s.drain()
 	return err
 }
@@ -164,6 +181,9 @@ func (s *Server) SetSandboxes(set *policy.Set) {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
 	s.sandboxes.Store(set)
+	if s.listenCtx != nil {
+		s.openListeners(s.listenCtx, set) // a listener that fails is logged; its sandbox is not served there
+	}
 	for _, f := range s.flows.list() {
 		if d, ok := s.rejudge(set, f); !ok {
 			s.stats.cut.Add(1)
@@ -175,14 +195,20 @@ func (s *Server) SetSandboxes(set *policy.Set) {
 // rejudge decides f again with set, with what it was admitted on: its
 // sandbox, destination, name and the address it dials.
 func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
-	sb, ok := set.BySource(f.src.Addr())
-	if !ok || sb.Name != f.sandbox {
+	sb, ok := sandboxIn(set, f)
+	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, false
 	}
 	f.mu.Lock()
 	name, upstream, admitted := f.name, f.upstream, f.admitted
 	f.mu.Unlock()
-	d := set.DecideAddr(sb, f.dst.Addr())
+	dst := f.dst.Addr()
+	if !dst.IsValid() { // an explicit proxy's flow to a name: judge where it went
+		if dst = upstream.Addr(); !dst.IsValid() {
+			return policy.Decision{}, true // still peeking: its name meets the current policy
+		}
+	}
+	d := set.DecideAddr(sb, dst)
 	if !d.NeedsName() {
 		return d, d.Allowed()
 	}
@@ -190,8 +216,8 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 		return d, true // still peeking: its name meets the current policy
 	}
 	if name == "" { // admitted with no name: only report-only mode does that
-		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()})
-		if g, bad := set.Guarded(sb, f.dst.Addr()); bad && d.Allowed() {
+		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonNoName, Addr: dst})
+		if g, bad := set.Guarded(sb, dst); bad && d.Allowed() {
 			return g, false
 		}
 		return d, d.Allowed()

@@ -30,7 +30,7 @@ type Stats struct {
 
 // SandboxVerdict is a key of Stats.BySandbox.
 type SandboxVerdict struct {
-	Sandbox, Verdict, Reason string
+	Sandbox, Verdict, Reason, Ingress string
 }
 
 type counters struct {
@@ -44,6 +44,7 @@ type sandboxKey struct {
 	sandbox string
 	verdict policy.Verdict
 	reason  policy.Reason
+	ingress Ingress
 }
 
 // count adds an ended flow to the counters.
@@ -54,7 +55,7 @@ func (c *counters) count(f *flow, d policy.Decision) {
 		c.denied.Add(1)
 		c.deniedBy[d.Reason].Add(1)
 	}
-	k := sandboxKey{f.sandbox, d.Verdict, d.Reason}
+	k := sandboxKey{f.sandbox, d.Verdict, d.Reason, f.ingress}
 	n, ok := c.bySandbox.Load(k)
 	if !ok {
 		n, _ = c.bySandbox.LoadOrStore(k, new(atomic.Uint64))
@@ -84,7 +85,7 @@ func (c *counters) bySandboxVerdict() map[SandboxVerdict]uint64 {
 	out := map[SandboxVerdict]uint64{}
 	c.bySandbox.Range(func(k, v any) bool {
 		key := k.(sandboxKey)
-		out[SandboxVerdict{key.sandbox, key.verdict.String(), key.reason.String()}] = v.(*atomic.Uint64).Load()
+		out[SandboxVerdict{key.sandbox, key.verdict.String(), key.reason.String(), string(key.ingress)}] = v.(*atomic.Uint64).Load()
 		return true
 	})
 	return out

@@ -92,7 +92,17 @@ func (a *auditReporter) report(ctx context.Context, now bool) {
 		return
 	}
 	set, t := a.sandboxes(), time.Now()
+	seen := make(map[auditKey]bool, len(recs))
+	defer func() { // forget what the kernel forgot (expired, or a full load)
+		for k := range a.last {
+			if !seen[k] {
+				delete(a.last, k)
+				delete(a.logged, k)
+			}
+		}
+	}()
 	for _, r := range recs {
+		seen[auditKey{r.Source, r.Dest, r.Proto}] = true
 		k := auditKey{r.Source, r.Dest, r.Proto}
 		if r.Packets < a.last[k] {
 			a.last[k] = 0 // the ruleset was loaded again: its counters started over
@@ -120,6 +130,9 @@ func (a *auditReporter) report(ctx context.Context, now bool) {
 // kernelVerdict judges what the kernel passed for a report-only sandbox:
 // allowed by the policy, or WouldDeny with the reason enforce mode gives.
 func kernelVerdict(set *policy.Set, sb *policy.Sandbox, dst netip.Addr) policy.Decision {
+	if g, bad := set.Guarded(sb, dst); bad {
+		return g // past the kernel's guard (an address embedding the host's): not to be learnt
+	}
 	d := set.DecideAddr(sb, dst)
 	if d.NeedsName() && sb.Policy.Mode() == policy.ModeDenyAll {
 		d.Reason = policy.ReasonDenyAll // report-only deny-all asks for names; there is none here

@@ -96,6 +96,9 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables.Sandbox, iptables.Ports, iptables.Host) {
 	var sbs []iptables.Sandbox
 	for _, sb := range set.All() {
+		if sb.Interface == "" {
+			continue // reached only through its explicit proxy listeners
+		}
 		allow, deny := sb.Policy.CIDRs()
 		sbs = append(sbs, iptables.Sandbox{
 			Name:       sb.Name,

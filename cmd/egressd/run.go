@@ -71,24 +71,37 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
-	lock, err := instance.Acquire(instance.Dir)
+	store := control.NewStore(cfg.State.Dir)
+	kernel, err := needsKernel(cfg, store)
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
 	kern := iptables.NewKernel(iptables.Installer{})
 	hooks := control.Hooks{Kernel: kernelHook(kern),
 		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal,
 		Bridge: hostnet.EnsureBridgeNetfilter, LoopbackResolver: hostnet.LoopbackResolver,
 		BridgePorts: iptables.Installer{}.SetBridgePorts}
-	ctl, err := control.New(cfg, control.NewStore(cfg.State.Dir), hooks, log)
+	tproxyPort := cfg.Proxy.TProxyPort
+	if kernel {
+		lock, err := instance.Acquire(instance.Dir)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	} else {
+		log.Info("only explicit proxy sandboxes: no kernel rules, no transparent proxy, no DNS resolver; " +
+			"a sandbox with an interface is refused until egressd restarts with one in its config")
+		hooks = control.Hooks{Kernel: noKernel, IsLocal: hostnet.IsLocal}
+		tproxyPort = 0
+	}
+	ctl, err := control.New(cfg, store, hooks, log)
 	if err != nil {
 		return err
 	}
 	up := dnsfilter.NewUpstream(cfg.Proxy.UpstreamDNS, cfg.Proxy.DialTimeout)
 	res := newResolver(cfg, up, ctl.Sandboxes(), log)
 	srv := proxy.NewServer(proxy.Options{
-		Port:                   cfg.Proxy.TProxyPort,
+		Port:                   tproxyPort,
 		PeekTimeout:            cfg.Proxy.PeekTimeout,
 		DialTimeout:            cfg.Proxy.DialTimeout,
 		ShutdownTimeout:        cfg.Proxy.ShutdownTimeout,
@@ -106,8 +119,10 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err := srv.Listen(ctx); err != nil {
 		return err
 	}
-	if err := res.Listen(ctx); err != nil {
-		return err
+	if kernel {
+		if err := res.Listen(ctx); err != nil {
+			return err
+		}
 	}
 	// The admin socket exists from here on, but connections wait in its
 	// backlog until Start: it answers only once everything is up.
@@ -126,22 +141,28 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err := ctl.Apply(ctx); err != nil {
 		return err
 	}
-	if cleanup {
-		defer removeRules(log)
-	}
-	go heartbeat(ctx, log, func() error { kern.Forget(); return ctl.Apply(ctx) })
 	go reloadOnHUP(ctx, hup, log, path, ctl)
-	go every(ctx, time.Second, ctl.CheckBridges)
-	go logKernelDrops(ctx, log, iptables.Installer{}.KernelDrops, ctl.Sandboxes, kernelDropsInterval)
 	audit := newAuditReporter(log, iptables.Installer{}.KernelAudit, ctl.Sandboxes)
-	go every(ctx, kernelDropsInterval, func() { audit.report(ctx, false) })
-	go serveDNS(ctx, res, log)
+	var denials admin.KernelDenials
+	if kernel {
+		if cleanup {
+			defer removeRules(log)
+		}
+		go heartbeat(ctx, log, func() error { kern.Forget(); return ctl.Apply(ctx) })
+		go every(ctx, time.Second, ctl.CheckBridges)
+		go logKernelDrops(ctx, log, iptables.Installer{}.KernelDrops, ctl.Sandboxes, kernelDropsInterval)
+		go every(ctx, kernelDropsInterval, func() { audit.report(ctx, false) })
+		go serveDNS(ctx, res, log)
+		denials = kernelDenials(ctl)
+	}
 	if metrics != nil {
-		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, kernelDenials(ctl), rec), log)
+		go admin.ServeMetrics(ctx, metrics, admin.NewMetricsHandler(ctl, srv, res, denials, rec), log)
 	}
 	adm.Start(admin.NewHandler(ctl, admin.Parts{Flows: srv, Events: hub,
 		Activity: func(ctx context.Context, sandbox string) activity.Activity {
-			audit.report(ctx, true) // what the kernel passed since its last look
+			if kernel {
+				audit.report(ctx, true) // what the kernel passed since its last look
+			}
 			a, _ := rec.Activity(sandbox)
 			return a
 		}}, log))
@@ -183,6 +204,43 @@ func listenMetrics(addr string) (net.Listener, error) {
 		return nil, nil
 	}
 	return admin.ListenMetrics(addr)
+}
+
+// needsKernel reports whether egressd installs kernel rules: unless every
+// sandbox (of the file and of the admin API) is reached only through its
+// explicit proxy listeners, and no interface is guarded
+// (host.sandbox_interfaces, or one a sandbox named before). Without them
+// egressd needs no privilege.
+func needsKernel(cfg *config.Config, store *control.Store) (bool, error) {
+	if len(cfg.Host.SandboxInterfaces) > 0 {
+		return true, nil
+	}
+	for _, sb := range cfg.Sandboxes.All() {
+		if sb.Interface != "" {
+			return true, nil
+		}
+	}
+	guarded, err := store.LoadGuarded()
+	if err != nil {
+		return false, err
+	}
+	api, err := store.LoadSandboxes(cfg.Host)
+	if err != nil {
+		return false, err
+	}
+	return len(guarded) > 0 || api.Len() > 0, nil
+}
+
+// noKernel is the kernel hook of an egressd without kernel rules: it
+// refuses any sandbox that needs them.
+func noKernel(_ context.Context, _ *config.Config, set *policy.Set, _ []string) error {
+	for _, sb := range set.All() {
+		if sb.Interface != "" {
+			return fmt.Errorf("sandbox %q: interface %q: this egressd runs without kernel rules (it started with only "+
+				"explicit proxy sandboxes); restart it with a sandbox on an interface in its config", sb.Name, sb.Interface)
+		}
+	}
+	return nil
 }
 
 // kernelHook is the controller's hook into the kernel rules: the first

@@ -196,10 +196,10 @@ func keyOf(l Line) (key, bool) {
 	}
 	switch l.Msg {
 	case "flow", "flow cut by policy change", "flow closed: idle":
-		if l.Name != "" {
-			return nameKey(l.Name)
+		if k, ok := nameKey(l.Name); ok {
+			return k, true
 		}
-		return addrKey(l.Dst, "")
+		return addrKey(l.Dst, "") // no name, or an address for one (Host: 203.0.113.5)
 	case "dns query", "dns query refused", "dns query dropped":
 		return nameKey(l.Name)
 	case "kernel report-only":

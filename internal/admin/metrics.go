@@ -73,8 +73,8 @@ var (
 	mWouldDeny = newMetric("egressd_would_deny_total", "What sandboxes in report-only mode sent that their policy would deny: "+
 		"flows (path proxy), DNS queries (dns) and packets (kernel), by sandbox, path and reason.", prometheus.CounterValue,
 		"sandbox", "path", "reason")
-	mBySandbox = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict and reason.", prometheus.CounterValue,
-		"sandbox", "verdict", "reason")
+	mBySandbox = newMetric("egressd_sandbox_flows_total", "Ended proxied flows by sandbox, verdict, reason and ingress (tproxy, socks5, connect).",
+		prometheus.CounterValue, "sandbox", "verdict", "reason", "ingress")
 	mBytes      = newMetric("egressd_proxy_bytes_total", "Bytes of ended flows.", prometheus.CounterValue, "direction")
 	mQueries    = newMetric("egressd_dns_queries_total", "DNS queries by outcome.", prometheus.CounterValue, "outcome")
 	mCacheHits  = newMetric("egressd_dns_cache_hits_total", "Queries answered from the shared cache.", prometheus.CounterValue)
@@ -127,7 +127,7 @@ func (c *egressdCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(mDenials, n, reason)
 	}
 	for k, n := range p.BySandbox {
-		emit(mBySandbox, n, k.Sandbox, k.Verdict, k.Reason)
+		emit(mBySandbox, n, k.Sandbox, k.Verdict, k.Reason, k.Ingress)
 	}
 	if c.kernel != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -34,7 +34,7 @@ func TestMetrics(t *testing.T) {
 		fakeFlows: fakeFlows{{Sandbox: "open"}, {Sandbox: "open"}, {Sandbox: "picky"}},
 		p: proxy.Stats{Allowed: 7, Denied: 3, Cut: 1, Idle: 2, BytesUp: 100, BytesDown: 2000,
 			DeniedBy: map[string]uint64{"no-match": 2, "dial-failed": 1}, Peek: &peek,
-			BySandbox: map[proxy.SandboxVerdict]uint64{{Sandbox: "picky", Verdict: "deny", Reason: "no-match"}: 2}},
+			BySandbox: map[proxy.SandboxVerdict]uint64{{Sandbox: "picky", Verdict: "deny", Reason: "no-match", Ingress: "tproxy"}: 2}},
 	}
 	dns := fakeDNS{Forwarded: 5, Refused: 4, Dropped: 2, UpstreamErrors: 1, CacheHits: 3, BindingEvictions: 9, CachedAnswers: 6}
 	w := httptest.NewRecorder()
@@ -64,7 +64,7 @@ func TestMetrics(t *testing.T) {
 		`egressd_proxy_flows_idle_closed_total 2`,
 		`egressd_kernel_denials_total{reason="deny_cidrs",sandbox="picky"} 4`,
 		`egressd_would_deny_total{path="kernel",reason="no-match",sandbox="picky"} 5`,
-		`egressd_sandbox_flows_total{reason="no-match",sandbox="picky",verdict="deny"} 2`,
+		`egressd_sandbox_flows_total{ingress="tproxy",reason="no-match",sandbox="picky",verdict="deny"} 2`,
 		`egressd_proxy_peek_seconds_bucket{le="0.005"} 1`,
 		`egressd_proxy_peek_seconds_bucket{le="+Inf"} 2`,
 		`egressd_proxy_peek_seconds_count 2`,

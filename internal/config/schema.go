@@ -59,6 +59,10 @@ type fileSandbox struct {
 	AllowCIDRs   []string `toml:"allow_cidrs"`
 	DenyCIDRs    []string `toml:"deny_cidrs"`
 	Audit        bool     `toml:"audit" want:"true or false"`
+	Listen       []string `toml:"listen"`
+	ListenAuth   string   `toml:"listen_auth"`
+	ListenMode   string   `toml:"listen_mode"`
+	ListenOwner  string   `toml:"listen_owner"`
 }
 
 // Defaults for every key outside [[sandbox]]. proxy.upstream_dns has none

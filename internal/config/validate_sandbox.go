@@ -24,7 +24,7 @@ func (v *validator) sandboxes(fs []fileSandbox, guarded []string) []policy.Sandb
 		return nil
 	}
 	out := make([]policy.Sandbox, 0, len(fs))
-	u := uniqueness{names: map[string]int{}}
+	u := uniqueness{names: map[string]int{}, listen: map[string]int{}}
 	for i := range fs {
 		f := &fs[i]
 		if v.broken[i] {
@@ -66,13 +66,18 @@ func (v *validator) sandbox(i int, f *fileSandbox, host Host) policy.Sandbox {
 	if msg := checkSandboxName(f.Name); msg != "" {
 		v.sbBad(i, f, "name", fieldMsg("name", f.Name, msg))
 	}
-	if msg := checkInterface(f.Interface); msg != "" {
-		v.sbBad(i, f, "interface", fieldMsg("interface", f.Interface, msg))
-	} else if len(host.SandboxInterfaces) > 0 && !host.Guards(f.Interface) {
-		v.sbBad(i, f, "interface", stringValue("interface", f.Interface,
-			"does not match host.sandbox_interfaces "+quoteList(host.SandboxInterfaces)+": a sandbox interface must be guarded"))
+	sb := policy.Sandbox{Name: f.Name, Listen: v.listeners(i, f)}
+	if f.Interface != "" || len(f.Sources) > 0 || len(f.Listen) == 0 {
+		// A sandbox reached through the kernel; one with only listen
+		// is an explicit proxy's.
+		if msg := checkInterface(f.Interface); msg != "" {
+			v.sbBad(i, f, "interface", fieldMsg("interface", f.Interface, msg))
+		} else if len(host.SandboxInterfaces) > 0 && !host.Guards(f.Interface) {
+			v.sbBad(i, f, "interface", stringValue("interface", f.Interface,
+				"does not match host.sandbox_interfaces "+quoteList(host.SandboxInterfaces)+": a sandbox interface must be guarded"))
+		}
+		sb.Interface, sb.Sources = f.Interface, v.sources(i, f)
 	}
-	sb := policy.Sandbox{Name: f.Name, Interface: f.Interface, Sources: v.sources(i, f)}
 	sb.Policy = v.policy(i, f)
 	return sb
 }
@@ -203,6 +208,7 @@ func checkInterface(s string) string {
 // them apart.
 type uniqueness struct {
 	names   map[string]int
+	listen  map[string]int         // listener → sandbox index
 	sources bart.Table[heldSource] // every source so far, to find overlaps in O(log n)
 }
 
@@ -218,6 +224,17 @@ func (v *validator) unique(u *uniqueness, i int, f *fileSandbox, fs []fileSandbo
 		v.sbBad(i, f, "name", stringValue("name", f.Name, "already used by sandbox #"+strconv.Itoa(j+1)+v.atLine("sandbox.name", j)))
 	} else {
 		u.names[f.Name] = i
+	}
+	for k, s := range f.Listen {
+		l, err := parseListen(s)
+		if err != nil {
+			continue // reported by listeners
+		}
+		if j, dup := u.listen[l.String()]; dup && j != i {
+			v.sbElemBad(i, f, "listen", k, s, fmt.Errorf("already the listener of sandbox %s", quoteLabel(j, fs[j].Name)))
+		} else {
+			u.listen[l.String()] = i
+		}
 	}
 	for k, s := range f.Sources {
 		p, err := parseSource(s)

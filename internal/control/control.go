@@ -196,6 +196,9 @@ func (c *Controller) Preview() error {
 	defer c.mu.Unlock()
 	guarded := slices.Clone(c.guarded)
 	for _, sb := range c.Sandboxes().All() {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		if !slices.Contains(guarded, sb.Interface) {
 			guarded = append(guarded, sb.Interface)
 		}
@@ -308,6 +311,9 @@ func (c *Controller) noteKinds(sbs []*policy.Sandbox, links []hostnet.Link) {
 		c.kinds = map[string]string{}
 	}
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		if k, ok := kind[sb.Interface]; ok {
 			c.kinds[sb.Interface] = k
 		} else if _, known := c.kinds[sb.Interface]; !known {
@@ -322,6 +328,9 @@ func (c *Controller) watched(sbs []*policy.Sandbox) (bridge, unsure bool) {
 	c.kindsMu.Lock()
 	defer c.kindsMu.Unlock()
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		switch k, ok := c.kinds[sb.Interface]; {
 		case !ok || k == "":
 			unsure = true
@@ -336,6 +345,9 @@ func (c *Controller) watched(sbs []*policy.Sandbox) (bridge, unsure bool) {
 func bridgePorts(sbs []*policy.Sandbox, links []hostnet.Link) []string {
 	bridges := map[string]bool{}
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		bridges[sb.Interface] = true
 	}
 	var ports []string
@@ -363,6 +375,9 @@ func (c *Controller) links(sbs []*policy.Sandbox, all bool) ([]hostnet.Link, boo
 	}
 	var links []hostnet.Link
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		l, ok, err := c.hooks.Link(sb.Interface)
 		if err != nil {
 			return nil, false, err
@@ -378,6 +393,9 @@ func (c *Controller) links(sbs []*policy.Sandbox, all bool) ([]hostnet.Link, boo
 func (c *Controller) guard(sbs []*policy.Sandbox) error {
 	next := slices.Clone(c.guarded)
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		if !slices.Contains(next, sb.Interface) {
 			next = append(next, sb.Interface)
 		}

@@ -29,6 +29,9 @@ func Inspect(sbs []*policy.Sandbox, host config.Host, links []hostnet.Link, all 
 	}
 	claimed := map[string]bool{}
 	for _, sb := range sbs {
+		if sb.Interface == "" {
+			continue // an explicit proxy's only: no interface
+		}
 		claimed[sb.Interface] = true
 		l, ok := byName[sb.Interface]
 		switch {

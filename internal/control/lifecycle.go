@@ -35,6 +35,9 @@ type apiSandboxes struct {
 	inputs map[string]config.SandboxInput
 }
 
+// Len is the number of sandboxes created through the admin API.
+func (a apiSandboxes) Len() int { return len(a.list) }
+
 func (a apiSandboxes) has(name string) bool {
 	_, ok := a.inputs[name]
 	return ok

@@ -127,7 +127,7 @@ func TestDenialReasons(t *testing.T) {
 		for _, r := range want {
 			if !strings.Contains(e.logs.String(), `"reason":"`+r+`"`) ||
 				!strings.Contains(string(metrics), `egressd_proxy_denials_total{reason="`+r+`"}`) ||
-				!strings.Contains(string(metrics), `egressd_sandbox_flows_total{reason="`+r+`",sandbox="sb1",verdict="deny"}`) {
+				!strings.Contains(string(metrics), `egressd_sandbox_flows_total{ingress="tproxy",reason="`+r+`",sandbox="sb1",verdict="deny"}`) {
 				missing = append(missing, r)
 			}
 		}

@@ -102,8 +102,8 @@ func TestReportOnlyLearnsThePolicy(t *testing.T) {
 	if err := os.WriteFile(logFile, []byte(e.logs.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fromLog, err := e.egressd("suggest", "-log", logFile, "-sandbox", "sb1")
-	if a, b := allowLists(t, out), allowLists(t, fromLog); err != nil || a != b {
+	fromLog, err := e.egressd("suggest", "-log", logFile, "-config", e.config, "-sandbox", "sb1")
+	if a, b := allowLists(t, out), allowLists(t, fromLog); err != nil || a != b || !strings.Contains(fromLog, `"198.51.100.128/25"`) {
 		t.Errorf("suggest -log (%v) allows %s, suggest -socket %s", err, b, a)
 	}
 
@@ -139,7 +139,7 @@ func TestReportOnlyLearnsThePolicy(t *testing.T) {
 	for _, want := range []string{`egressd_would_deny_total{path="proxy",reason="no-match",sandbox="sb1"}`,
 		`egressd_would_deny_total{path="dns",reason="no-match",sandbox="sb1"}`,
 		`egressd_would_deny_total{path="kernel",reason="no-match",sandbox="sb1"}`,
-		`egressd_sandbox_flows_total{reason="no-match",sandbox="sb1",verdict="would-deny"}`} {
+		`egressd_sandbox_flows_total{ingress="tproxy",reason="no-match",sandbox="sb1",verdict="would-deny"}`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(metrics), "would"))
 		}
@@ -153,7 +153,7 @@ func allowLists(t *testing.T, suggestion string) string {
 	if err := json.Unmarshal(activity.StripComments([]byte(suggestion)), &spec); err != nil {
 		t.Errorf("suggestion is no policy: %v\n%s", err, suggestion)
 	}
-	return fmt.Sprint(spec.AllowDomains, spec.AllowCIDRs)
+	return fmt.Sprint(spec.AllowDomains, spec.AllowCIDRs, spec.DenyCIDRs)
 }
 
 // holdFlow opens a TCP connection from the sandbox to addr, sends a line

@@ -99,7 +99,7 @@ func TestValidate(t *testing.T) {
 	runCases(t, []cliCase{
 		{name: "valid", args: []string{"validate", "-config", valid}, wantOut: valid + ": ok (3 sandboxes)\n",
 			errHas: []string{valid + ": warning: host.sandbox_interfaces is unset"}},
-		{name: "example", args: []string{"validate", "-config", example}, wantOut: example + ": ok (2 sandboxes)\n"},
+		{name: "example", args: []string{"validate", "-config", example}, wantOut: example + ": ok (3 sandboxes)\n"},
 		{name: "invalid lists every problem", args: []string{"validate", "-config", invalid}, code: 1, noOut: true,
 			errHas: []string{
 				invalid + ":3: proxy.tproxy_port 0: port must be in 1..65535\n",

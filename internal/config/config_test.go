@@ -92,8 +92,12 @@ func TestExample(t *testing.T) {
 	}
 	checkSandbox(t, cfg, "sb1", "veth-sb1", "custom", "10.231.0.2/32", "fd00:231::2/128")
 	checkSandbox(t, cfg, "sb2", "veth-sb2", "deny-all", "10.232.0.2/32", "fd00:232::2/128")
-	if n := len(cfg.Sandboxes.All()); n != 2 {
-		t.Errorf("%d sandboxes, want 2", n)
+	if n := len(cfg.Sandboxes.All()); n != 3 {
+		t.Errorf("%d sandboxes, want 3", n)
+	}
+	if agent, ok := cfg.Sandboxes.ByName("agent"); !ok || len(agent.Listen) != 2 || agent.Interface != "" ||
+		agent.Listen[1].String() != "unix:/run/egressd/agent.sock" || agent.Listen[1].Mode != 0o600 {
+		t.Errorf("explicit proxy sandbox agent: %+v", agent)
 	}
 	sb1, _ := cfg.Sandboxes.ByName("sb1")
 	spec := sb1.Policy.Spec()
@@ -258,4 +262,37 @@ mode = "deny-all"
 	}
 	checkSandbox(t, cfg, "a", "br-sb", "allow-all", "172.18.0.2/32")
 	checkSandbox(t, cfg, "b", "br-sb", "deny-all", "172.18.0.3/32")
+}
+
+// Explicit-proxy keys: each mistake is refused with the field and value.
+func TestListenErrors(t *testing.T) {
+	base := "[proxy]\nupstream_dns = [\"198.51.100.53:53\"]\n"
+	sb := func(body string) string {
+		return base + "[[sandbox]]\nname = \"agent\"\nmode = \"custom\"\n" + body + "\n"
+	}
+	for _, tc := range []struct{ cfg, want string }{
+		{sb(`listen = ["localhost:1080"]`), `listen[0] "localhost:1080": want ip:port`},
+		{sb(`listen = ["unix:run/agent.sock"]`), `listen[0] "unix:run/agent.sock": want unix:/an/absolute/clean/path`},
+		{sb(`listen = ["127.0.0.1:1080", "127.0.0.1:1080"]`), `listen[1] "127.0.0.1:1080": listed twice`},
+		{sb("listen = [\"127.0.0.1:1080\"]\nlisten_auth = \"agent:plain\""), `listen_auth: user "agent": the password hash is not bcrypt`},
+		{sb("listen = [\"unix:/tmp/a.sock\"]\nlisten_mode = \"999\""), `listen_mode "999": want an octal file mode`},
+		{sb("listen = [\"unix:/tmp/a.sock\"]\nlisten_owner = \"no-such-user-egressd\""), `listen_owner "no-such-user-egressd": no such user or group`},
+		{sb(`listen_auth = "a:b"`), `listen_auth needs listen`},
+		{sb(""), `interface is required`},
+		{sb(`listen = ["127.0.0.1:1080"]`) + "[[sandbox]]\nname = \"b\"\nmode = \"deny-all\"\nlisten = [\"127.0.0.1:1080\"]\n",
+			`sandbox "b": listen[0] "127.0.0.1:1080": already the listener of sandbox "agent"`},
+	} {
+		_, err := Parse("x.toml", []byte(tc.cfg))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s\ngot %v\nwant %q", tc.cfg, err, tc.want)
+		}
+	}
+	cfg, err := Parse("x.toml", []byte(sb(`listen = ["127.0.0.1:1080", "[::1]:1080", "unix:/tmp/agent.sock"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, _ := cfg.Sandboxes.ByName("agent")
+	if len(agent.Listen) != 3 || agent.Listen[1].Address != "[::1]:1080" || len(agent.Sources) != 0 {
+		t.Errorf("listeners %+v", agent.Listen)
+	}
 }

@@ -2,9 +2,11 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -76,9 +78,21 @@ func marshal(t *testing.T, cfg *Config) []byte {
 	for _, sb := range cfg.Sandboxes.All() {
 		spec := sb.Policy.Spec()
 		fs := fileSandbox{Name: sb.Name, Interface: sb.Interface, Mode: string(spec.Mode),
-			AllowDomains: spec.AllowDomains, AllowCIDRs: spec.AllowCIDRs, DenyCIDRs: spec.DenyCIDRs}
+			AllowDomains: spec.AllowDomains, AllowCIDRs: spec.AllowCIDRs, DenyCIDRs: spec.DenyCIDRs, Audit: spec.Audit}
 		for _, p := range sb.Sources {
 			fs.Sources = append(fs.Sources, p.String())
+		}
+		for _, l := range sb.Listen {
+			fs.Listen = append(fs.Listen, l.String())
+			if l.User != "" {
+				fs.ListenAuth = l.User + ":" + l.PassHash
+			}
+			if l.Network == "unix" {
+				fs.ListenMode = fmt.Sprintf("%o", l.Mode)
+				if l.UID >= 0 || l.GID >= 0 {
+					fs.ListenOwner = ownerString(l.UID) + ":" + ownerString(l.GID)
+				}
+			}
 		}
 		fc.Sandbox = append(fc.Sandbox, fs)
 	}
@@ -89,16 +103,24 @@ func marshal(t *testing.T, cfg *Config) []byte {
 	return b.Bytes()
 }
 
+func ownerString(id int) string {
+	if id < 0 {
+		return ""
+	}
+	return strconv.Itoa(id)
+}
+
 // summarize is cfg with its sandboxes as plain values, for comparison.
 func summarize(cfg *Config) any {
 	type sandbox struct {
 		Name, Interface string
 		Sources         []string
+		Listen          any
 		Spec            any
 	}
 	var sbs []sandbox
 	for _, sb := range cfg.Sandboxes.All() {
-		s := sandbox{Name: sb.Name, Interface: sb.Interface, Spec: sb.Policy.Spec()}
+		s := sandbox{Name: sb.Name, Interface: sb.Interface, Listen: sb.Listen, Spec: sb.Policy.Spec()}
 		for _, p := range sb.Sources {
 			s.Sources = append(s.Sources, p.String())
 		}

@@ -262,9 +262,17 @@ func (de *dockerEnv) testLockdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("download still running 5 s after the lock-down")
 	}
+	// The uptime line follows "rc=N"; curl's error, on stderr, may land
+	// anywhere around them.
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var stopped float64
-	if _, err := fmt.Sscan(lines[len(lines)-1], &stopped); err != nil || !strings.Contains(out.String(), "rc=") {
+	err := fmt.Errorf("no rc= line")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "rc=") && i+1 < len(lines) {
+			_, err = fmt.Sscan(lines[i+1], &stopped)
+		}
+	}
+	if err != nil {
 		t.Fatalf("download's output %q: %v", out.String(), err)
 	}
 	if took := stopped - locked; took >= 1 {

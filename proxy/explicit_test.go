@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -145,6 +147,10 @@ func (r *explicitRig) serveHTTP(t testing.TB, cert *tls.Certificate) string {
 		r.record("%s host=%s %s", scheme, req.Host, req.URL.Path)
 		if req.Header.Get("Proxy-Authorization") != "" {
 			r.record("%s leaked Proxy-Authorization", scheme)
+		}
+		if req.URL.Path == "/big" {
+			w.Write(bigBody())
+			return
 		}
 		if req.URL.Path == "/stream" {
 			fmt.Fprintln(w, "start")
@@ -531,6 +537,42 @@ func TestUnixListener(t *testing.T) {
 	}
 	if out, err := r.tlsGet(&bufferedConn{Conn: c, r: br}, "allowed.test", "/unix"); err != nil || !strings.Contains(out, "hello") {
 		t.Errorf("GET through the unix socket: %v\n%s", err, out)
+	}
+}
+
+// bigBody is 8 MiB of pseudo-random bytes: past the relay's switch to
+// splice(2) in both directions' worth of buffering.
+var bigBody = sync.OnceValue(func() []byte {
+	b := make([]byte, 8<<20)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+})
+
+// Bulk bytes arrive intact through SOCKS5 and CONNECT, both directions.
+func TestExplicitBulkIntact(t *testing.T) {
+	r := newExplicitRig(t, explicitSpec(), policy.Listener{})
+	want := sha256.Sum256(bigBody())
+	proxyURL, _ := url.Parse("http://" + r.proxy)
+	socksURL, _ := url.Parse("socks5h://" + r.proxy)
+	for _, pu := range []*url.URL{proxyURL, socksURL} {
+		tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: r.ca}}
+		res, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://allowed.test:" + r.tlsPort + "/big")
+		if err != nil {
+			t.Fatalf("%s: %v", pu.Scheme, err)
+		}
+		h := sha256.New()
+		io.Copy(h, res.Body)
+		res.Body.Close()
+		tr.CloseIdleConnections()
+		if !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Errorf("%s: the body arrived changed", pu.Scheme)
+		}
 	}
 }
 

@@ -73,4 +73,3 @@ func FuzzExplicitDispatch(f *testing.F) {
 		}
 	})
 }
-

@@ -3,8 +3,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -367,7 +367,7 @@ func TestCONNECTSNIMismatch(t *testing.T) {
 	r := newExplicitRig(t, explicitSpec(), policy.Listener{})
 	proxyURL, _ := url.Parse("http://" + r.proxy)
 	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL),
-		DialTLSContext: nil,
+		DialTLSContext:  nil,
 		TLSClientConfig: &tls.Config{RootCAs: r.ca, ServerName: "evil.test"}}
 	defer tr.CloseIdleConnections()
 	_, err := (&http.Client{Transport: tr, Timeout: 3 * time.Second}).Get("https://allowed.test:" + r.tlsPort + "/mismatch")
@@ -434,7 +434,7 @@ func TestAbsoluteFormHostSwitch(t *testing.T) {
 		t.Errorf("a keep-alive request for another host was answered: %v", res.Status)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if !r.saw("http host=" + hostA + " /first") || r.saw("/second") {
+	if !r.saw("http host="+hostA+" /first") || r.saw("/second") {
 		t.Errorf("upstream saw %q; want /first only", r.seen)
 	}
 }

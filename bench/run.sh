@@ -14,6 +14,9 @@
 # and writes the markdown table to bench/results/latest.md. Everything it
 # starts is killed by PID and the namespaces deleted on exit, Ctrl-C or not.
 #
+# Explicit proxies (SETUPS="egressd-socks5 egressd-connect tinyproxy", not
+# in the default): egressd's SOCKS5 and CONNECT listener next to Debian's
+# tinyproxy, conns/s and bulk only.
 # Knobs (environment): SETUPS, BULK1_BYTES, BULK8_BYTES (per stream),
 # BULK_REPEAT (rounds, median reported),
 # RATE_SECS, LAT_N, IDLE_N, EGRESSD (a prebuilt binary), OUT, KEEP (keep
@@ -37,6 +40,8 @@ EGRESSD_PORT=15001
 HAPROXY_PORT=15002
 HAPROXY_MARK=0x2b1
 HAPROXY_TABLE=7768
+EXPLICIT_PORT=1080
+GATEWAY_IP=10.231.0.1 # the firewall, as the sandbox sees it
 
 LOG_TAG=bench
 WORK=$(mktemp -d /tmp/egressd-bench.XXXXXX)
@@ -122,6 +127,15 @@ client() {
 	line=$(cat "$out")
 	printf '%s\n' "$line" >>"$RESULTS"
 	log "  $cmd: $line"
+}
+
+# measure_explicit SETUP PROXY: what an explicit proxy's clients feel,
+# through PROXY (socks5://… or http://…, asked for bench.test:443).
+measure_explicit() {
+	local setup=$1 proxy=$2
+	client "$setup" rate -concurrency 32 -duration "${RATE_SECS}s" -proxy "$proxy"
+	client "$setup" bulk -streams 1 -bytes "$BULK1_BYTES" -repeat "$BULK_REPEAT" -proxy "$proxy"
+	client "$setup" bulk -streams 8 -bytes "$BULK8_BYTES" -repeat "$BULK_REPEAT" -proxy "$proxy"
 }
 
 # measure SETUP PID: every metric for one setup; PID is the proxy (0: none).
@@ -242,8 +256,77 @@ EOF
 	log "  $setup logged $(wc -l <"$WORK/$setup.log") lines"
 }
 
+# run_egressd_explicit KIND: egressd as an explicit proxy (no kernel
+# rules: its only sandbox has a listener), asked through SOCKS5 or CONNECT.
+run_egressd_explicit() {
+	local kind=$1 setup=egressd-$1 scheme=socks5
+	[ "$kind" = connect ] && scheme=http
+	log "setup $setup"
+	mkdir -p "$WORK/$setup-state"
+	cat >"$WORK/$setup.toml" <<EOF
+[proxy]
+upstream_dns = ["$DNS_IP:53"]
+peek_timeout = "5s"
+dial_timeout = "5s"
+shutdown_timeout = "2s"
+max_conns_per_sandbox = 20000
+
+[admin]
+socket = "$WORK/$setup-admin.sock"
+
+[state]
+dir = "$WORK/$setup-state"
+
+[[sandbox]]
+name   = "bench"
+listen = ["$GATEWAY_IP:$EXPLICIT_PORT"]
+mode   = "custom"
+allow_domains = ["$NAME"]
+EOF
+	start "$FW" "$WORK/$setup.log" "$EGRESSD" run -config "$WORK/$setup.toml"
+	local pid=$LAST_PID
+	wait_for 10 "$setup ready" grep -q '"msg":"ready"' "$WORK/$setup.log"
+	measure_explicit "$setup" "$scheme://$GATEWAY_IP:$EXPLICIT_PORT"
+	stop "$pid"
+	log "  $setup logged $(grep -c '"msg":"flow"' "$WORK/$setup.log") flow lines"
+}
+
+# run_tinyproxy: Debian's tinyproxy, the well-known explicit proxy to
+# compare with: CONNECT to port 443 only, a default-deny filter allowing
+# bench.test, one log line per connection (LogLevel Info), bench.test in
+# the firewall namespace's /etc/hosts (ip netns exec mounts it).
+run_tinyproxy() {
+	log "setup tinyproxy"
+	mkdir -p "/etc/netns/$FW"
+	echo "$SERVER_IP $NAME" >"/etc/netns/$FW/hosts"
+	printf '^%s$\n' "${NAME//./\\.}" >"$WORK/tinyproxy.filter"
+	cat >"$WORK/tinyproxy.conf" <<EOF
+Port $EXPLICIT_PORT
+Listen $GATEWAY_IP
+Timeout 120
+MaxClients 4096
+Allow 10.231.0.0/24
+ConnectPort 443
+FilterDefaultDeny Yes
+Filter "$WORK/tinyproxy.filter"
+FilterType ere
+LogLevel Info
+LogFile "$WORK/tinyproxy.log"
+EOF
+	start "$FW" "$WORK/tinyproxy.out" tinyproxy -d -c "$WORK/tinyproxy.conf"
+	local pid=$LAST_PID
+	wait_for 10 "tinyproxy listening" sh -c "ip netns exec $FW ss -Hltn 'sport = :$EXPLICIT_PORT' | grep -q LISTEN"
+	measure_explicit tinyproxy "http://$GATEWAY_IP:$EXPLICIT_PORT"
+	stop "$pid"
+	rm -rf "/etc/netns/$FW"
+	log "  tinyproxy logged $(wc -l <"$WORK/tinyproxy.log") lines"
+}
+
 for s in $SETUPS; do
 	case $s in
+	egressd-socks5) run_egressd_explicit socks5 ;;
+	egressd-connect) run_egressd_explicit connect ;;
+	tinyproxy) run_tinyproxy ;;
 	direct) run_direct ;;
 	egressd) run_egressd ;;
 	haproxy) run_haproxy haproxy "" ;;

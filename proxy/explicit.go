@@ -180,10 +180,11 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource}, nil, true
 	}
+	// The request phase's read deadline ends here; peeking sets its own.
 	if a, err := netip.ParseAddr(host); err == nil {
 		f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), port)
 		d := set.DecideAddr(sb, f.dst.Addr())
-		return d, func() { s.route(ctx, set, f, d) }, !d.Allowed() && !d.NeedsName()
+		return d, func() { f.client.SetReadDeadline(time.Time{}); s.route(ctx, set, f, d) }, !d.Allowed() && !d.NeedsName()
 	}
 	d = sb.Policy.DecideName(host)
 	if !d.Allowed() {
@@ -195,7 +196,7 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 			return policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name}, nil, true
 		}
 	}
-	return d, func() { s.inspect(ctx, f) }, false
+	return d, func() { f.client.SetReadDeadline(time.Time{}); s.inspect(ctx, f) }, false
 }
 
 // credentials checks listen_auth: user and password against el's.

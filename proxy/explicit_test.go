@@ -316,8 +316,15 @@ func TestSOCKS5IPLiteral(t *testing.T) {
 	}
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	fmt.Fprintf(c, "raw-cidr\n")
-	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "ok raw-cidr\n" {
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || line != "ok raw-cidr\n" {
 		t.Errorf("allow_cidrs address through SOCKS5: %q %v", line, err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the request phase's 1 s deadline: a relayed flow stays
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "raw-later\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ok raw-later\n" {
+		t.Errorf("a raw flow quiet for longer than the peek timeout was cut: %q %v", line, err)
 	}
 	c.Close()
 	c, err = r.socksDial(t, "127.0.0.2:"+r.tlsPort, nil)

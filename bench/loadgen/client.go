@@ -5,12 +5,17 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"time"
+
+	xproxy "golang.org/x/net/proxy"
 )
 
 // handshakeTimeout bounds connect + TLS handshake of one connection.
@@ -22,11 +27,12 @@ type client struct {
 	setup  string
 	target string
 	tls    *tls.Config
+	proxy  *url.URL // explicit proxy (socks5:// or http://); nil: connect to target
 }
 
 // clientFlags registers the shared flags on fs; call init after Parse.
 type clientFlags struct {
-	setup, target, name, ca *string
+	setup, target, name, ca, proxy *string
 }
 
 func newClientFlags(fs *flag.FlagSet) clientFlags {
@@ -35,6 +41,8 @@ func newClientFlags(fs *flag.FlagSet) clientFlags {
 		target: fs.String("target", "198.51.100.10:443", "server address"),
 		name:   fs.String("name", "bench.test", "TLS server name (SNI)"),
 		ca:     fs.String("ca", "", "CA certificate written by `loadgen server`"),
+		proxy: fs.String("proxy", "", "explicit proxy to ask for name:port of -target: socks5://host:port "+
+			"(the name sent as a name) or http://host:port (CONNECT)"),
 	}
 }
 
@@ -45,15 +53,62 @@ func (f clientFlags) client() (*client, error) {
 	}
 	// No ClientSessionCache: every handshake is a full one.
 	cfg := &tls.Config{RootCAs: roots, ServerName: *f.name, CurvePreferences: curves}
-	return &client{setup: *f.setup, target: *f.target, tls: cfg}, nil
+	c := &client{setup: *f.setup, target: *f.target, tls: cfg}
+	if *f.proxy != "" {
+		u, err := url.Parse(*f.proxy)
+		if err != nil || (u.Scheme != "socks5" && u.Scheme != "http") {
+			return nil, fmt.Errorf("-proxy %q: want socks5://host:port or http://host:port", *f.proxy)
+		}
+		c.proxy = u
+	}
+	return c, nil
+}
+
+// dial opens the connection TLS runs over: to the target, or through the
+// explicit proxy to the target's port at the TLS name.
+func (c *client) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	if c.proxy == nil {
+		return d.DialContext(ctx, "tcp", c.target)
+	}
+	_, port, _ := net.SplitHostPort(c.target)
+	dest := net.JoinHostPort(c.tls.ServerName, port)
+	if c.proxy.Scheme == "socks5" {
+		sd, err := xproxy.SOCKS5("tcp", c.proxy.Host, nil, &d)
+		if err != nil {
+			return nil, err
+		}
+		return sd.(xproxy.ContextDialer).DialContext(ctx, "tcp", dest)
+	}
+	conn, err := d.DialContext(ctx, "tcp", c.proxy.Host)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", dest, dest)
+	br := bufio.NewReaderSize(conn, 512)
+	res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("CONNECT: %s", res.Status)
+	}
+	if err == nil && br.Buffered() > 0 {
+		err = errors.New("CONNECT: bytes after the response")
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
 }
 
 // connect dials the target and completes the TLS handshake.
 func (c *client) connect(ctx context.Context) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", c.target)
+	raw, err := c.dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}

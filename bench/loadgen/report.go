@@ -80,8 +80,46 @@ func render(res results, env string) string {
 	}
 	writeMain(&b, res)
 	b.WriteString("\n")
+	writeExplicit(&b, res)
 	writeDetails(&b, res)
 	return b.String()
+}
+
+// explicitSetups are egressd's explicit proxy listener, asked through
+// SOCKS5 and CONNECT, and the well-known explicit proxy it is measured
+// against (last).
+var explicitSetups = []string{"egressd-socks5", "egressd-connect", "tinyproxy"}
+
+// writeExplicit writes the explicit proxies' table, when they ran.
+func writeExplicit(w io.Writer, res results) {
+	peer := explicitSetups[len(explicitSetups)-1]
+	if _, ok := res[peer]; !ok {
+		return
+	}
+	fmt.Fprint(w, "## Explicit proxies\n\n")
+	fmt.Fprintln(w, "| metric | direct | egressd SOCKS5 | egressd CONNECT | tinyproxy | SOCKS5 vs tinyproxy | CONNECT vs tinyproxy | target |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
+	for _, r := range rows[:3] { // bulk 1 and 8 streams, conns/s
+		d, dok := value(res, setupDirect, r)
+		cells := []string{r.label, cell(d, dok)}
+		vals := make([]float64, len(explicitSetups))
+		oks := make([]bool, len(explicitSetups))
+		for i, s := range explicitSetups {
+			vals[i], oks[i] = value(res, s, r)
+			cells = append(cells, cell(vals[i], oks[i]))
+		}
+		p := len(explicitSetups) - 1
+		verdict := "—"
+		if oks[0] && oks[1] && oks[p] {
+			verdict = "≥ 1× tinyproxy: FAIL"
+			if vals[0] >= vals[p] && vals[1] >= vals[p] {
+				verdict = "≥ 1× tinyproxy: pass"
+			}
+		}
+		cells = append(cells, ratio(vals[0], vals[p], oks[0] && oks[p]), ratio(vals[1], vals[p], oks[1] && oks[p]), verdict)
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w)
 }
 
 // row is one line of the main table: how to read the figure from a Result

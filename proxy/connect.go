@@ -141,6 +141,13 @@ func (s *Server) serveHTTPProxy(ctx context.Context, el *explicitListener, f *fl
 		// the flow's.
 		f.pre = append(append([]byte(nil), head...), bufferedOf(br)...)
 		f.dst = netip.AddrPortFrom(netip.Addr{}, req.port)
+		if a, err := netip.ParseAddr(req.host); err == nil { // http://198.51.100.7/: a raw destination
+			f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), req.port)
+			if set, sb, ok := s.sandboxOf(f); ok {
+				s.route(ctx, set, f, set.DecideAddr(sb, f.dst.Addr()))
+				return
+			}
+		}
 		s.inspect(ctx, f)
 		return
 	}

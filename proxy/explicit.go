@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,11 +96,22 @@ func listen(ctx context.Context, l policy.Listener) (net.Listener, error) {
 	if l.Network != "unix" {
 		return lc.Listen(ctx, "tcp", l.Address)
 	}
+	// Another user able to write the directory could swap the socket for
+	// a symlink before the chmod below, or replace it later.
+	if dir, err := os.Stat(filepath.Dir(l.Address)); err != nil {
+		return nil, fmt.Errorf("proxy: listen %s: %w", l.Address, err)
+	} else if dir.Mode().Perm()&0o022 != 0 && dir.Mode()&fs.ModeSticky == 0 {
+		return nil, fmt.Errorf("proxy: listen %s: directory %s is writable by others", l.Address, filepath.Dir(l.Address))
+	}
 	if fi, err := os.Lstat(l.Address); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("proxy: listen %s: exists and is not a socket", l.Address)
 		}
-		os.Remove(l.Address)
+		if c, err := net.DialTimeout("unix", l.Address, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("proxy: listen %s: another process serves this socket", l.Address)
+		}
+		os.Remove(l.Address) // a stale socket of an earlier run
 	}
 	ln, err := lc.Listen(ctx, "unix", l.Address)
 	if err != nil {
@@ -191,12 +203,29 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 		return d, nil, true
 	}
 	f.want, f.dst = d.Name, netip.AddrPortFrom(netip.Addr{}, port)
-	if s.opts.Resolver != nil {
-		if _, err := s.opts.Resolver.LookupAddrs(ctx, d.Name); err != nil {
-			return policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name}, nil, true
-		}
+	if !s.reachable(ctx, set, sb, d.Name) {
+		return policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name}, nil, true
 	}
 	return d, func() { f.client.SetReadDeadline(time.Time{}); s.inspect(ctx, f) }, false
+}
+
+// reachable reports whether name resolves to an address the flow may be
+// dialled at (pin's rule), so that the client hears of one that does not
+// before it is told to go on.
+func (s *Server) reachable(ctx context.Context, set *policy.Set, sb *policy.Sandbox, name string) bool {
+	if s.opts.Resolver == nil {
+		return false
+	}
+	addrs, err := s.opts.Resolver.LookupAddrs(ctx, name)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if set.NameMayReach(sb, a.Unmap(), s.opts.BlockPrivate) {
+			return true
+		}
+	}
+	return false
 }
 
 // credentials checks listen_auth: user and password against el's.

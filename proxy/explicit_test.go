@@ -604,3 +604,60 @@ func TestSOCKS5CommandsRefused(t *testing.T) {
 	}
 	r.waitReason(t, "deny unsupported")
 }
+
+// connectTunnel opens a CONNECT tunnel to target through the rig.
+func (r *explicitRig) connectTunnel(t *testing.T, target string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp4", r.proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || res.StatusCode != 200 {
+		t.Fatalf("CONNECT %s: %v %v", target, res, err)
+	}
+	return c, br
+}
+
+// Bytes that come late, or an HTTP request the gate does not take, are
+// never relayed unchecked to the requested name's address, where another
+// name may be served (found by review: both reached evil.test).
+func TestExplicitNoUncheckedFronting(t *testing.T) {
+	r := newExplicitRig(t, explicitSpec(), policy.Listener{})
+	// A ClientHello for evil.test after the peek timeout (1 s here).
+	c, br := r.connectTunnel(t, "allowed.test:"+r.tlsPort)
+	time.Sleep(1200 * time.Millisecond)
+	if _, err := r.tlsGet(&bufferedConn{Conn: c, r: br}, "evil.test", "/late-hello"); err == nil {
+		t.Error("a late ClientHello for evil.test got through")
+	}
+	// A partial TLS record, a pause, then the rest.
+	c, br = r.connectTunnel(t, "allowed.test:"+r.tlsPort)
+	c.Write([]byte{0x16})
+	time.Sleep(1200 * time.Millisecond)
+	if _, err := r.tlsGet(&bufferedConn{Conn: c, r: br}, "evil.test", "/partial-hello"); err == nil {
+		t.Error("a ClientHello split around the peek timeout got through")
+	}
+	// HTTP/1.2, which the gate does not parse but a lenient server does.
+	for _, req := range []string{"GET /v12 HTTP/1.2\r\nHost: evil.test\r\n\r\n", "GET  /spaces HTTP/1.1\r\nHost: evil.test\r\n\r\n"} {
+		c, br = r.connectTunnel(t, "allowed.test:"+r.httpPort)
+		io.WriteString(c, req)
+		if res, err := http.ReadResponse(br, nil); err == nil && res.StatusCode == 200 {
+			t.Errorf("%q through a tunnel to allowed.test was answered", req)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, leak := range []string{"sni=evil.test", "host=evil.test", "/late-hello", "/partial-hello", "/v12", "/spaces"} {
+		if r.saw(leak) {
+			t.Errorf("leak: the upstream saw %q", leak)
+		}
+	}
+	// A protocol that is plainly neither is still relayed to the name.
+	c, br = r.connectTunnel(t, r.rawAddr)
+	fmt.Fprintf(c, "SSH-2.0-test\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ok SSH-2.0-test\n" {
+		t.Errorf("SSH-like line through an allowed address: %q %v", line, err)
+	}
+}

@@ -108,6 +108,13 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 	peek := &peekReader{r: in, b: s.peeks, sandbox: f.sandbox}
 	defer peek.release()
 	raw, sni, err := readClientHello(peek)
+	if errors.Is(err, errNotTLS) && isPostgresOpening(raw[0]) {
+		var ok bool
+		if raw, sni, ok = s.inspectPostgres(ctx, f, raw, peek); !ok {
+			return
+		}
+		err = nil
+	}
 	if errors.Is(err, errNotTLS) {
 		s.inspectHTTP(ctx, f, raw, peek)
 		return
@@ -121,7 +128,7 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 			d.Reason = policy.ReasonPeekLimit
 		default:
 			f.client.SetReadDeadline(time.Time{})
-			if s.forwardNameless(ctx, f, raw) {
+			if s.forwardNameless(ctx, f, raw, false) { // nothing, or part of a record: not known to carry no name
 				return
 			}
 		}
@@ -138,17 +145,24 @@ func (s *Server) inspect(ctx context.Context, f *flow) {
 	s.forward(ctx, f, target, raw)
 }
 
-// tlsAccessDenied is a fatal TLS alert, access_denied (RFC 8446 §6.2), in
-// a plaintext record: what a server may send in answer to a ClientHello
-// it refuses. Clients print it ("tlsv1 alert access denied", Go's "remote
-// error: tls: access denied") instead of a reset.
-var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49}
+// TLS alerts egressd answers a ClientHello with (RFC 8446 §6.2): clients
+// print them ("tlsv1 alert access denied", Go's "remote error: tls: access
+// denied") instead of a reset.
+const (
+	alertAccessDenied     = 49 // the policy refuses the name
+	alertHandshakeFailure = 40 // the upstream cannot be reached over TLS
+)
 
-// refuseTLS answers a denied ClientHello with tlsAccessDenied, then closes
-// the connection in order so that the client reads the alert.
+// refuseTLS answers a denied ClientHello with the access_denied alert.
 func (s *Server) refuseTLS(f *flow, d policy.Decision, err error) {
+	s.refuseWithAlert(f, d, alertAccessDenied, err)
+}
+
+// refuseWithAlert answers a ClientHello with a fatal alert in a plaintext
+// record, then closes the connection in order so that the client reads it.
+func (s *Server) refuseWithAlert(f *flow, d policy.Decision, alert byte, err error) {
 	f.client.SetWriteDeadline(time.Now().Add(time.Second))
-	f.client.Write(tlsAccessDenied)
+	f.client.Write([]byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert})
 	f.client.CloseWrite()
 	f.client.Close()
 	s.endFlow(f, d, err)
@@ -206,14 +220,19 @@ func (s *Server) admitRaw(set *policy.Set, sb *policy.Sandbox, f *flow, d policy
 }
 
 // forwardNameless relays f, whose first bytes (peeked) carry no name: an
-// explicit proxy's flow to the name its client asked for, or, when its
-// sandbox is in report-only mode, to its original destination. It
-// reports whether it did; otherwise such a flow is refused.
-func (s *Server) forwardNameless(ctx context.Context, f *flow, peeked []byte) bool {
+// explicit proxy's flow to the name its client asked for, when certain
+// says those bytes are neither TLS nor HTTP (bytes that came late, or a
+// request line of an HTTP version the gate does not take, could still
+// name another host at the same address); or, when its sandbox is in
+// report-only mode, to its original destination. It reports whether it
+// did; otherwise such a flow is refused.
+func (s *Server) forwardNameless(ctx context.Context, f *flow, peeked []byte, certain bool) bool {
 	set, sb, ok := s.sandboxOf(f)
 	f.client.SetReadDeadline(time.Time{}) // relayed from here, or refused
 	switch {
 	case !ok:
+		return false
+	case f.want != "" && !certain:
 		return false
 	case f.want != "":
 		// The client named the destination to the proxy; the protocol
@@ -245,7 +264,7 @@ func (s *Server) inspectHTTP(ctx context.Context, f *flow, peeked []byte, peek *
 		// Neither TLS nor HTTP (a Postgres startup message, a binary
 		// protocol): reset now rather than wait for a request line.
 		f.client.SetReadDeadline(time.Time{})
-		if s.forwardNameless(ctx, f, peeked) {
+		if s.forwardNameless(ctx, f, peeked, true) {
 			return
 		}
 		s.refuse(f, policy.Decision{Reason: policy.ReasonMalformed, Addr: f.dst.Addr()},
@@ -337,7 +356,7 @@ func (g *httpFlow) finish(err error) {
 		} else if r, ok := gateReason(err); ok {
 			d.Reason = r
 		}
-		if g.relayRaw(err) && g.s.forwardNameless(g.ctx, f, g.seen.Bytes()) {
+		if g.relayRaw(err) && g.s.forwardNameless(g.ctx, f, g.seen.Bytes(), !looksLikeHTTP(g.seen.Bytes())) {
 			return
 		}
 		if d.Reason == policy.ReasonMalformed {

@@ -16,11 +16,21 @@ import (
 // closes both sides and ends the flow.
 func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, peeked []byte) {
 	remote, err := s.dial(ctx, f, target)
+	if err == nil && f.postgres {
+		if err = startPostgresTLS(remote, s.opts.DialTimeout); err != nil {
+			remote.Close()
+		}
+	}
 	if err != nil {
 		f.mu.Lock()
 		name := f.name
 		f.mu.Unlock()
-		s.refuse(f, policy.Decision{Reason: policy.ReasonDialFailed, Name: name, Addr: target.Addr()}, err)
+		d := policy.Decision{Reason: policy.ReasonDialFailed, Name: name, Addr: target.Addr()}
+		if f.postgres { // the client is in its TLS handshake: tell it so
+			s.refuseWithAlert(f, d, alertHandshakeFailure, err)
+			return
+		}
+		s.refuse(f, d, err)
 		return
 	}
 	if len(peeked) > 0 {

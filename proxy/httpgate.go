@@ -183,6 +183,22 @@ func (g *httpGate) readHead() ([]byte, error) {
 	}
 }
 
+// looksLikeHTTP reports whether the first line of b could be an HTTP
+// request to some server, though not one the gate takes (HTTP/1.2,
+// spaces a lenient server skips): it names HTTP, or starts with a method.
+func looksLikeHTTP(b []byte) bool {
+	line, _, _ := bytes.Cut(b, []byte{'\n'})
+	if bytes.Contains(bytes.ToUpper(line), []byte("HTTP/")) {
+		return true
+	}
+	method, _, _ := bytes.Cut(bytes.TrimLeft(line, " \t\r"), []byte{' '})
+	switch string(bytes.ToUpper(method)) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT", "PRI":
+		return true
+	}
+	return false
+}
+
 // errNotHTTP is a first line that is no HTTP request line: the flow speaks
 // another protocol.
 var errNotHTTP = errors.New("not HTTP")

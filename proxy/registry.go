@@ -20,6 +20,7 @@ type flow struct {
 	want     string        // explicit proxy: the name the client asked for (SOCKS5 domain, CONNECT host); "" if none
 	pre      []byte        // explicit proxy: client bytes read past the proxy request, to be peeked first
 	done     chan struct{} // explicit proxy: closed when the flow ends
+	postgres bool          // opened with a Postgres SSLRequest: the upstream gets one too
 	up, down atomic.Int64  // bytes sandbox→upstream and upstream→sandbox
 
 	mu       sync.Mutex

@@ -4,7 +4,7 @@
 # every tool is already there.
 set -eu
 need=""
-for t in nft:nftables ip:iproute2 curl:curl openssl:openssl dig:dnsutils haproxy:haproxy ping:iputils-ping nc:netcat-openbsd dnsperf:dnsperf bc:bc dockerd:docker.io busybox:busybox-static systemd-analyze:systemd git:git pip3:python3-pip tinyproxy:tinyproxy; do
+for t in nft:nftables ip:iproute2 curl:curl openssl:openssl dig:dnsutils haproxy:haproxy ping:iputils-ping nc:netcat-openbsd dnsperf:dnsperf bc:bc dockerd:docker.io busybox:busybox-static systemd-analyze:systemd git:git pip3:python3-pip tinyproxy:tinyproxy psql:postgresql runuser:util-linux; do
 	cmd=${t%%:*} pkg=${t#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done

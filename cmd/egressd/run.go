@@ -91,7 +91,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	} else {
 		log.Info("only explicit proxy sandboxes: no kernel rules, no transparent proxy, no DNS resolver; " +
 			"a sandbox with an interface is refused until egressd restarts with one in its config")
-		hooks = control.Hooks{Kernel: noKernel, IsLocal: hostnet.IsLocal}
+		hooks = control.Hooks{Kernel: noKernel, Refuse: refuseKernelSandboxes, IsLocal: hostnet.IsLocal}
 		tproxyPort = 0
 	}
 	ctl, err := control.New(cfg, store, hooks, log)
@@ -232,12 +232,27 @@ func needsKernel(cfg *config.Config, store *control.Store) (bool, error) {
 }
 
 // noKernel is the kernel hook of an egressd without kernel rules: it
-// refuses any sandbox that needs them.
-func noKernel(_ context.Context, _ *config.Config, set *policy.Set, _ []string) error {
-	for _, sb := range set.All() {
+// refuses any sandbox or guard that needs them.
+func noKernel(_ context.Context, cfg *config.Config, set *policy.Set, guarded []string) error {
+	if len(guarded) > 0 {
+		return fmt.Errorf("guarded interfaces %q: %w", guarded, errNoKernel)
+	}
+	return refuseKernelSandboxes(set.All(), cfg.Host)
+}
+
+var errNoKernel = errors.New("this egressd runs without kernel rules (it started with only explicit proxy sandboxes); " +
+	"restart it with the interface in its config")
+
+// refuseKernelSandboxes refuses, in an egressd without kernel rules, a
+// sandbox on an interface and host.sandbox_interfaces: nothing would
+// enforce them.
+func refuseKernelSandboxes(sbs []*policy.Sandbox, host config.Host) error {
+	if len(host.SandboxInterfaces) > 0 {
+		return fmt.Errorf("host.sandbox_interfaces %q: %w", host.SandboxInterfaces, errNoKernel)
+	}
+	for _, sb := range sbs {
 		if sb.Interface != "" {
-			return fmt.Errorf("sandbox %q: interface %q: this egressd runs without kernel rules (it started with only "+
-				"explicit proxy sandboxes); restart it with a sandbox on an interface in its config", sb.Name, sb.Interface)
+			return fmt.Errorf("sandbox %q: interface %q: %w", sb.Name, sb.Interface, errNoKernel)
 		}
 	}
 	return nil

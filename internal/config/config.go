@@ -89,6 +89,12 @@ func (c *Config) Warnings() []string {
 			"(a new tap, a mistyped interface) is not guarded; list every sandbox interface, e.g. [\"veth-sb*\", \"tap*\"]")
 	}
 	for _, sb := range c.Sandboxes.All() {
+		for _, l := range sb.Listen {
+			if ap, err := netip.ParseAddrPort(l.Address); err == nil && l.Network == "tcp" && !ap.Addr().IsLoopback() && l.User == "" {
+				out = append(out, fmt.Sprintf("sandbox %q: listen %s is reachable from other hosts and has no listen_auth: "+
+					"whoever reaches it is this sandbox", sb.Name, l))
+			}
+		}
 		if sb.Policy.Audit() {
 			out = append(out, fmt.Sprintf("sandbox %q is in report-only mode (audit = true): what its policy denies "+
 				"passes, reported as would-deny; remove audit to enforce", sb.Name))

@@ -278,6 +278,7 @@ func TestListenErrors(t *testing.T) {
 		{sb("listen = [\"unix:/tmp/a.sock\"]\nlisten_mode = \"999\""), `listen_mode "999": want an octal file mode`},
 		{sb("listen = [\"unix:/tmp/a.sock\"]\nlisten_owner = \"no-such-user-egressd\""), `listen_owner "no-such-user-egressd": no such user or group`},
 		{sb(`listen_auth = "a:b"`), `listen_auth needs listen`},
+		{sb("listen = [\"unix:/tmp/a.sock\"]\nlisten_auth = \"agent:$2y$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBEjmi\""), `listen_auth applies to TCP listeners`},
 		{sb(""), `interface is required`},
 		{sb(`listen = ["127.0.0.1:1080"]`) + "[[sandbox]]\nname = \"b\"\nmode = \"deny-all\"\nlisten = [\"127.0.0.1:1080\"]\n",
 			`sandbox "b": listen[0] "127.0.0.1:1080": already the listener of sandbox "agent"`},

@@ -38,7 +38,7 @@ func (v *validator) listeners(i int, f *fileSandbox) []policy.Listener {
 		v.sbBad(i, f, "listen_owner", stringValue("listen_owner", f.ListenOwner, err.Error()))
 	}
 	out := make([]policy.Listener, 0, len(f.Listen))
-	seen := map[string]bool{}
+	seen, tcp := map[string]bool{}, false
 	for j, s := range f.Listen {
 		l, err := parseListen(s)
 		if err == nil && seen[l.String()] {
@@ -52,9 +52,12 @@ func (v *validator) listeners(i int, f *fileSandbox) []policy.Listener {
 		if l.Network == "unix" {
 			l.Mode, l.UID, l.GID = mode, uid, gid
 		} else {
-			l.User, l.PassHash = user, hash
+			l.User, l.PassHash, tcp = user, hash, true
 		}
 		out = append(out, l)
+	}
+	if f.ListenAuth != "" && !tcp {
+		v.sbBad(i, f, "listen_auth", errors.New("listen_auth applies to TCP listeners, and listen has none: a unix socket's file mode is its access control"))
 	}
 	return out
 }

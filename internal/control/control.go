@@ -75,6 +75,10 @@ type Hooks struct {
 	// that are sandbox interfaces (iptables.Installer.SetBridgePorts);
 	// nil skips it.
 	BridgePorts func(ports []string) error
+	// Refuse, when not nil, refuses sandboxes and a [host] section this
+	// egressd cannot enforce, before anything of a change is persisted
+	// (egressd without kernel rules: interfaces).
+	Refuse func(sbs []*policy.Sandbox, host config.Host) error
 	// LoopbackResolver names a loopback nameserver of the host's
 	// resolv.conf (hostnet.LoopbackResolver), "" if none; nil skips the
 	// warning it feeds.
@@ -211,6 +215,11 @@ func (c *Controller) Preview() error {
 // bridge port refused) and persists them as guarded, before they may
 // apply. Guarding an interface that then does not apply is harmless.
 func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) error {
+	if c.hooks.Refuse != nil {
+		if err := c.hooks.Refuse(sbs, host); err != nil {
+			return err
+		}
+	}
 	if links, ok, err := c.links(sbs, all); err != nil {
 		return fmt.Errorf("control: %w", err)
 	} else if ok {

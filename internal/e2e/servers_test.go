@@ -77,6 +77,9 @@ var zone = map[string][]string{
 	// Rebinding: an allowed name that resolves to the firewall itself.
 	"host.allowed.test.":  {"10.231.0.1"},
 	"plant.allowed.test.": {"198.51.100.10"},
+	// PostgreSQL servers (postgres_test.go).
+	"db.test.":    {"198.51.100.20"},
+	"nossl.test.": {"198.51.100.21"},
 }
 
 // planted are records the fake upstream adds to the authority and

@@ -192,6 +192,33 @@ func ParsePattern(s string) (string, error) {
 		}
 		return "", errPatternPort
 	}
+	return parsePatternName(s)
+}
+
+// ParseDomainEntry reads an allow_domains entry: a pattern (ParsePattern),
+// optionally with the ports it applies to ("api.example.com:443",
+// "git.example.com:22,443", "*.example.com:8000-8100"; nil ports: every
+// port).
+func ParseDomainEntry(s string) (string, PortSet, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || strings.Contains(s, "://") || strings.ContainsAny(s, "/?#") {
+		pat, err := ParsePattern(s) // no ports, or a URL: ParsePattern says what is wrong
+		return pat, nil, err
+	}
+	if isIPLiteral(strings.Trim(s[:i], "[]")) || isIPLiteral(s) {
+		return "", nil, errPatternIP
+	}
+	pat, err := ParsePattern(s[:i])
+	if err != nil {
+		return "", nil, err
+	}
+	ports, err := ParsePorts(s[i+1:])
+	return pat, ports, err
+}
+
+// parsePatternName is ParsePattern past its checks for URLs, addresses
+// and ports.
+func parsePatternName(s string) (string, error) {
 	rest, wild := strings.CutPrefix(s, "*.")
 	switch {
 	case strings.Contains(rest, "*"):

@@ -86,7 +86,7 @@ func (e *FieldError) Unwrap() error { return e.Err }
 type Policy struct {
 	mode     Mode
 	audit    bool
-	patterns []string // allow_domains, normalised, in config order
+	patterns []string // allow_domains patterns, normalised, without ports, in config order
 	domains  domainTable
 	allow    cidrTable
 	deny     cidrTable
@@ -109,11 +109,11 @@ func Compile(s Spec) (*Policy, error) {
 		domains:  newDomainTable(len(s.AllowDomains)),
 	}
 	for i, d := range s.AllowDomains {
-		pat, err := ParsePattern(d)
+		pat, ports, err := ParseDomainEntry(d)
 		if err != nil {
 			return nil, &FieldError{Field: "allow_domains", Index: i, Value: d, Err: err}
 		}
-		if p.domains.add(pat) {
+		if p.domains.add(pat, ports) {
 			p.patterns = append(p.patterns, pat)
 		}
 	}
@@ -167,11 +167,20 @@ func (p *Policy) Audited(d Decision) Decision {
 func (p *Policy) Spec() Spec {
 	return Spec{
 		Mode:         p.mode,
-		AllowDomains: append([]string{}, p.patterns...),
+		AllowDomains: p.domainEntries(),
 		AllowCIDRs:   p.allow.strings(),
 		DenyCIDRs:    p.deny.strings(),
 		Audit:        p.audit,
 	}
+}
+
+// domainEntries are allow_domains as compiled: patterns with their ports.
+func (p *Policy) domainEntries() []string {
+	out := make([]string, len(p.patterns))
+	for i, pat := range p.patterns {
+		out[i] = p.domains.entryOf(pat)
+	}
+	return out
 }
 
 // CIDRs returns allow_cidrs and deny_cidrs as compiled, in config order.
@@ -218,7 +227,12 @@ func (p *Policy) DecideAddr(dst netip.Addr) Decision {
 //
 // DecideName knows no address: deny_cidrs are enforced by DecideAddr and
 // DeniedAddr.
-func (p *Policy) DecideName(name string) Decision {
+func (p *Policy) DecideName(name string) Decision { return p.DecideNamePort(name, 0) }
+
+// DecideNamePort is DecideName for a flow to port: an allow_domains entry
+// with ports allows only those (port 0: a question with no port, a DNS
+// query, is allowed when some entry allows the name on some port).
+func (p *Policy) DecideNamePort(name string, port uint16) Decision {
 	if name == "" {
 		return p.Audited(Decision{Verdict: Deny, Reason: ReasonNoName})
 	}
@@ -236,7 +250,7 @@ func (p *Policy) DecideName(name string) Decision {
 	case ModeDenyAll:
 		return p.Audited(Decision{Verdict: Deny, Reason: ReasonDenyAll, Name: n})
 	}
-	if pat, ok := p.domains.match(n, info.labels); ok {
+	if pat, ok := p.domains.match(n, info.labels, port); ok {
 		return Decision{Verdict: Allow, Reason: ReasonAllowDomain, Name: n, Pattern: pat}
 	}
 	return p.Audited(Decision{Verdict: Deny, Reason: ReasonNoMatch, Name: n})

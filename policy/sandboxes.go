@@ -153,7 +153,7 @@ func (s *Set) noteUnion() {
 			s.anyAllowAll = true
 		case ModeCustom:
 			for _, p := range sb.Policy.patterns {
-				s.union.domains.add(p)
+				s.union.domains.add(p, nil) // the resolver's question: any port
 			}
 		}
 	}

@@ -15,13 +15,14 @@ import (
 type Target struct {
 	Name string
 	Addr netip.Addr
+	Port uint16 // 0: none given
 }
 
 var errTarget = errors.New(`want host[:port], ip[:port] or [ipv6]:port`)
 
 // ParseTarget reads host[:port], ip[:port], a bare IPv6 address or
-// [ipv6]:port. The port is checked, then dropped: policies do not look at
-// it.
+// [ipv6]:port. A name's port is judged by allow_domains entries with
+// ports; an address's is not looked at (CIDR rules take no port yet).
 func ParseTarget(s string) (Target, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return Target{Addr: a.WithZone("")}, nil
@@ -34,10 +35,13 @@ func ParseTarget(s string) (Target, error) {
 		}
 		host, port = h, p
 	}
+	var portN uint16
 	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
 			return Target{}, fmt.Errorf("target %q: port must be in 1..65535", s)
 		}
+		portN = uint16(n)
 	}
 	if host == "" {
 		return Target{}, fmt.Errorf("target %q: %w", s, errTarget)
@@ -48,7 +52,7 @@ func ParseTarget(s string) (Target, error) {
 	if strings.HasPrefix(s, "[") {
 		return Target{}, fmt.Errorf("target %q: brackets hold an IPv6 address", s)
 	}
-	return Target{Name: host}, nil
+	return Target{Name: host, Port: portN}, nil
 }
 
 // Check asks the policy the question the proxy would. A name is judged as
@@ -58,7 +62,7 @@ func ParseTarget(s string) (Target, error) {
 // with the host guard too (protect_host asks the set's IsLocal).
 func (s *Set) Check(sb *Sandbox, t Target) Decision {
 	if t.Name != "" {
-		return sb.Policy.DecideName(t.Name)
+		return sb.Policy.DecideNamePort(t.Name, t.Port)
 	}
 	d := s.DecideAddr(sb, t.Addr)
 	if d.NeedsName() && sb.Policy.Audit() {

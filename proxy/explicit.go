@@ -198,7 +198,7 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 		d := set.DecideAddr(sb, f.dst.Addr())
 		return d, func() { f.client.SetReadDeadline(time.Time{}); s.route(ctx, set, f, d) }, !d.Allowed() && !d.NeedsName()
 	}
-	d = sb.Policy.DecideName(host)
+	d = sb.Policy.DecideNamePort(host, port)
 	if !d.Allowed() {
 		return d, nil, true
 	}

@@ -175,7 +175,7 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource, Addr: f.src.Addr()}, netip.AddrPort{}, nil
 	}
-	d := sb.Policy.DecideName(name)
+	d := sb.Policy.DecideNamePort(name, f.dst.Port())
 	if name == "" {
 		d.Addr = f.dst.Addr()
 	}

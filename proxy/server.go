@@ -222,7 +222,7 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 		}
 		return d, d.Allowed()
 	}
-	d = sb.Policy.DecideName(name)
+	d = sb.Policy.DecideNamePort(name, f.dst.Port())
 	if d.Allowed() && upstream.IsValid() && !set.NameMayReach(sb, upstream.Addr(), s.opts.BlockPrivate) {
 		d = policy.Decision{Reason: policy.ReasonDenyCIDR, Name: name, Addr: upstream.Addr()}
 		if p, denied := sb.Policy.DeniedAddr(upstream.Addr()); denied {

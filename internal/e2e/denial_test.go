@@ -35,7 +35,7 @@ func TestDenialsAreFast(t *testing.T) {
 		{"curl HTTP", []string{"curl", "-sS", "-i", "--max-time", "5", "--resolve", "evil.test:80:198.51.100.10", "http://evil.test/"},
 			"X-Egressd-Deny: no-match"},
 		{"nc TCP to deny_cidrs", []string{"sh", "-c", "echo x | nc -w 5 198.51.100.130 9000 2>&1; echo rc=$?"}, "rc="},
-		{"nc TCP, not HTTP", []string{"sh", "-c", "printf '\\000\\000\\000\\010\\004\\322\\026\\057' | nc -w 5 198.51.100.10 5432; echo rc=$?"}, "rc="},
+		{"nc TCP, a Postgres plain-text startup (no name)", []string{"sh", "-c", "printf '\\000\\000\\000\\010\\000\\003\\000\\000' | nc -w 5 198.51.100.10 5432; echo rc=$?"}, "rc="},
 		{"ping", []string{"ping", "-c", "1", "-W", "5", "203.0.113.5"}, "Packet filtered"},
 		{"dig", []string{"dig", "+tries=1", "+time=5", "@198.51.100.53", "evil.test"}, "status: REFUSED"},
 	} {

@@ -81,6 +81,12 @@ func TestReportOnlyLearnsThePolicy(t *testing.T) {
 		`"verdict":"would-deny","reason":"deny-cidr","rule":"deny_cidrs 198.51.100.128/25"`,
 		`"msg":"dns query","sandbox":"sb1"`,
 	} {
+		// A flow's line is written when it ends, which may be just after
+		// its client returned.
+		deadline := time.Now().Add(2 * time.Second)
+		for !strings.Contains(e.logs.String(), want) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if !strings.Contains(e.logs.String(), want) {
 			t.Errorf("log lacks %s", want)
 		}

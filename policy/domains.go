@@ -13,7 +13,7 @@ type domainTable struct {
 	rules map[string]domainRule
 	// depths has bit n set when some wildcard's base has n labels, so a
 	// lookup only tries the suffixes that could be there (n < 128).
-	depths [2]uint64
+	depths   [2]uint64
 	any      bool // the pattern "*" is present
 	anyPorts PortSet
 	anyEntry string

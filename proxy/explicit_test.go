@@ -661,3 +661,100 @@ func TestExplicitNoUncheckedFronting(t *testing.T) {
 		t.Errorf("SSH-like line through an allowed address: %q %v", line, err)
 	}
 }
+
+// servePostgres is a fake Postgres server on 127.0.0.2: it answers an
+// SSLRequest with answer and then, after 'S', speaks TLS and echoes one
+// line; it records what it received.
+func (r *explicitRig) servePostgres(t *testing.T, answer byte) string {
+	t.Helper()
+	cert, _, err := testcert.New("pg", []string{"allowed.test", "evil.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A certificate of its own: the client skips verification and the
+	// test judges by what the server recorded.
+	ln, err := net.Listen("tcp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				req := make([]byte, 8)
+				if _, err := io.ReadFull(c, req); err != nil {
+					return
+				}
+				r.record("pg opening %x", req)
+				c.Write([]byte{answer})
+				if answer != 'S' {
+					return
+				}
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+				line, err := bufio.NewReader(tc).ReadString('\n')
+				if err == nil {
+					r.record("pg tls sni=%s line=%s", tc.ConnectionState().ServerName, strings.TrimSpace(line))
+					io.WriteString(tc, "pong\n")
+				}
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// pgClient opens a tunnel to allowed.test:port, sends the openings and
+// then, if the last answer was 'S', does TLS with sni and a ping.
+func (r *explicitRig) pgClient(t *testing.T, port, sni string, openings ...[]byte) (answers string, err error) {
+	t.Helper()
+	c, br := r.connectTunnel(t, "allowed.test:"+port)
+	for _, o := range openings {
+		c.Write(o)
+		b, err := br.ReadByte()
+		if err != nil {
+			return answers, err
+		}
+		answers += string(b)
+	}
+	if !strings.HasSuffix(answers, "S") {
+		return answers, nil
+	}
+	tc := tls.Client(&bufferedConn{Conn: c, r: br}, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	io.WriteString(tc, "ping\n")
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	if err == nil && line != "pong\n" {
+		err = fmt.Errorf("answer %q", line)
+	}
+	return answers, err
+}
+
+// Postgres STARTTLS through the explicit proxy: egressd answers the
+// client's SSLRequest, judges the SNI against the requested name, and
+// sends its own SSLRequest upstream.
+func TestPostgresThroughCONNECT(t *testing.T) {
+	r := newExplicitRig(t, explicitSpec(), policy.Listener{})
+	port := r.servePostgres(t, 'S')
+	if a, err := r.pgClient(t, port, "allowed.test", pgSSLRequest); err != nil || a != "S" {
+		t.Errorf("SSLRequest and TLS to allowed.test: %q %v", a, err)
+	}
+	if a, err := r.pgClient(t, port, "allowed.test", pgGSSENCRequest, pgSSLRequest); err != nil || a != "NS" {
+		t.Errorf("GSSENCRequest then SSLRequest: answers %q %v, want NS", a, err)
+	}
+	if _, err := r.pgClient(t, port, "evil.test", pgSSLRequest); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Errorf("SNI evil.test after the SSLRequest: %v, want access denied", err)
+	}
+	if !r.saw("pg tls sni=allowed.test line=ping") || r.saw("sni=evil.test") {
+		t.Errorf("server saw %q", r.seen)
+	}
+	noTLS := r.servePostgres(t, 'N')
+	if _, err := r.pgClient(t, noTLS, "allowed.test", pgSSLRequest); err == nil || !strings.Contains(err.Error(), "handshake failure") {
+		t.Errorf("a server that answers N: %v, want a handshake failure alert", err)
+	}
+	r.waitReason(t, "connect allowed.test deny dial-failed")
+}

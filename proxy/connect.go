@@ -139,7 +139,8 @@ func (s *Server) serveHTTPProxy(ctx context.Context, el *explicitListener, f *fl
 		// Plain HTTP: the transparent path's gate judges every request's
 		// Host and drops the Proxy-* fields; the first request's port is
 		// the flow's.
-		f.pre = append(append([]byte(nil), head...), bufferedOf(br)...)
+		f.pre = append([]byte(nil), head...)
+		takeBuffered(f, br)
 		f.dst = netip.AddrPortFrom(netip.Addr{}, req.port)
 		if a, err := netip.ParseAddr(req.host); err == nil { // http://198.51.100.7/: a raw destination
 			f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), req.port)
@@ -185,9 +186,4 @@ func (s *Server) answer(f *flow, status string, d policy.Decision, err error) {
 	}
 	f.client.Close()
 	s.endFlow(f, d, err)
-}
-
-func bufferedOf(br *bufio.Reader) []byte {
-	b, _ := br.Peek(br.Buffered())
-	return b
 }

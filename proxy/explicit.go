@@ -155,16 +155,25 @@ func (s *Server) handleExplicit(ctx context.Context, el *explicitListener, c con
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(s.opts.PeekTimeout))
-	br := bufio.NewReaderSize(c, 4096)
+	// The request phase's bytes are charged to the peek budget, like a
+	// ClientHello: a client without credentials cannot make egressd hold
+	// more than the sandbox's share.
+	peek := &peekReader{r: c, b: s.peeks, sandbox: f.sandbox}
+	defer peek.release()
+	br := bufio.NewReaderSize(peek, 4096)
 	first, err := br.Peek(1)
 	if err != nil {
-		s.refuse(f, policy.Decision{Reason: policy.ReasonNoName}, err)
+		d := policy.Decision{Reason: policy.ReasonNoName}
+		if errors.Is(err, errPeekBudget) {
+			d.Reason = policy.ReasonPeekLimit
+		}
+		s.refuse(f, d, err)
 		return
 	}
 	switch first[0] {
 	case socksVersion:
 		f.ingress = IngressSOCKS5
-		s.serveSOCKS(ctx, el, f, br)
+		s.serveSOCKS(ctx, el, f, br, peek.release)
 	case 0x04: // SOCKS4: no domain names, no authentication
 		s.refuse(f, policy.Decision{Reason: policy.ReasonUnsupported, Name: "SOCKS4"}, nil)
 	default:

@@ -22,7 +22,7 @@ const socksVersion = statute.VersionSocks5
 // the request and sends replies; egressd judges and relays. BIND and UDP
 // ASSOCIATE are refused: one would let the outside connect in, the other
 // carry UDP past the kernel's rules.
-func (s *Server) serveSOCKS(ctx context.Context, el *explicitListener, f *flow, br *bufio.Reader) {
+func (s *Server) serveSOCKS(ctx context.Context, el *explicitListener, f *flow, br *bufio.Reader, requestDone func()) {
 	refuseCmd := func(_ context.Context, w io.Writer, req *socks5.Request) error {
 		socks5.SendReply(w, statute.RepCommandNotSupported, nil)
 		s.endFlow(f, policy.Decision{Reason: policy.ReasonUnsupported, Name: socksCommand(req.Command)}, nil)
@@ -31,6 +31,7 @@ func (s *Server) serveSOCKS(ctx context.Context, el *explicitListener, f *flow, 
 	opts := []socks5.Option{
 		socks5.WithResolver(noResolver{}), // egressd resolves, once the policy allows the name
 		socks5.WithConnectHandle(func(_ context.Context, w io.Writer, req *socks5.Request) error {
+			requestDone() // the flow runs in this call: its request's bytes are no longer peeked
 			s.socksConnect(ctx, f, w, req, br)
 			return nil
 		}),

@@ -40,7 +40,9 @@ func (c *core) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	l := Line{Msg: e.Message}
 	for _, set := range [][]zapcore.Field{c.fields, fs} {
 		for _, f := range set {
-			l.set(f.Key, fieldValue(f))
+			if lineKeys[f.Key] {
+				l.set(f.Key, fieldValue(f))
+			}
 		}
 	}
 	c.r.Add(l)
@@ -64,6 +66,10 @@ func fieldValue(f zapcore.Field) any {
 	}
 	return nil
 }
+
+// lineKeys are the log fields a Line holds.
+var lineKeys = map[string]bool{"sandbox": true, "name": true, "dst": true, "proto": true, "verdict": true,
+	"reason": true, "rcode": true, "packets": true}
 
 // set stores a log field the record reads.
 func (l *Line) set(k string, v any) {

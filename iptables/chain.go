@@ -141,6 +141,8 @@ func (w chainWriter) denyCIDRs() {
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
 	w.denied("ip saddr . ip daddr @deny4 meta l4proto != tcp", w.deny, "deny_cidrs")
 	w.denied("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp", w.deny, "deny_cidrs")
+	w.denied("ip saddr . ip daddr . meta l4proto . th dport @deny4p meta l4proto != tcp", w.deny, "deny_cidrs")
+	w.denied("ip6 saddr . ip6 daddr . meta l4proto . th dport @deny6p meta l4proto != tcp", w.deny, "deny_cidrs")
 }
 
 // tcp diverts every new TCP connection to the proxy, whatever its
@@ -206,6 +208,8 @@ func (w chainWriter) others(m Mode) {
 	}
 	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
 	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
+	w.rule("ip saddr . ip daddr . meta l4proto . th dport @allow4p accept", "allow_cidrs with ports or a protocol")
+	w.rule("ip6 saddr . ip6 daddr . meta l4proto . th dport @allow6p accept", "allow_cidrs with ports or a protocol")
 	w.denied("", w.deny, "mode custom: not allowed")
 }
 

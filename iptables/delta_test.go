@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"context"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,6 +23,11 @@ func TestKernelDeltaEqualsFullLoad(t *testing.T) {
 	c := Sandbox{Name: "c", Interface: "veth-c", Mode: ModeDenyAll, Sources: prefixes("10.231.2.0/24")}
 	aLocked := a
 	aLocked.Mode, aLocked.AllowCIDRs = ModeCustom, prefixes("198.51.100.7/32")
+	aPorts := aLocked
+	aPorts.AllowPorts = []PortRule{{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Proto: 17, Lo: 53, Hi: 53},
+		{Prefix: netip.MustParsePrefix("203.0.113.8/29"), Proto: 17, Lo: 1, Hi: 100},
+		{Prefix: netip.MustParsePrefix("2001:db8::/32"), Proto: 58, Lo: 0, Hi: 65535}}
+	aPorts.DenyPorts = []PortRule{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Proto: 17, Lo: 8000, Hi: 8100}}
 	steps := []struct {
 		name string
 		sbs  []Sandbox
@@ -31,6 +37,8 @@ func TestKernelDeltaEqualsFullLoad(t *testing.T) {
 		{"add b", []Sandbox{a, b}, host},
 		{"add c", []Sandbox{a, b, c}, host},
 		{"lock a down", []Sandbox{aLocked, b, c}, host},
+		{"ports for a", []Sandbox{aPorts, b, c}, host},
+		{"no ports for a", []Sandbox{aLocked, b, c}, host},
 		{"b to deny-all", []Sandbox{aLocked, func() Sandbox { x := b; x.Mode, x.DenyCIDRs = ModeDenyAll, nil; return x }(), c}, host},
 		{"remove b", []Sandbox{aLocked, c}, host},
 		{"guard another name", []Sandbox{aLocked, c}, Host{Guarded: []string{"veth-old", "veth-b", "tap*"}, ProtectHost: true, IsolateSandboxes: true}},

@@ -3,6 +3,7 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,14 @@ type field struct {
 	prefix netip.Prefix
 	proto  byte // unix.NFPROTO_IPV4 or _IPV6
 	single bool // an address of a hash set (prefix is /32 or /128), written without its length
+	// A transport protocol (l4 set) or a port range (ports set).
+	l4, ports bool
+	l4proto   byte
+	lo, hi    uint16
 }
+
+func l4Field(p byte) field          { return field{l4: true, l4proto: p} }
+func portField(lo, hi uint16) field { return field{ports: true, lo: lo, hi: hi} }
 
 func ifaceField(n string) field        { return field{iface: n} }
 func prefixField(p netip.Prefix) field { return field{prefix: p.Masked()} }
@@ -41,6 +49,12 @@ func nfproto(ipv6 bool) byte {
 // text is the field as nft reads it.
 func (f field) text() string {
 	switch {
+	case f.l4:
+		return strconv.Itoa(int(f.l4proto))
+	case f.ports && f.lo == f.hi:
+		return strconv.Itoa(int(f.lo))
+	case f.ports:
+		return strconv.Itoa(int(f.lo)) + "-" + strconv.Itoa(int(f.hi))
 	case f.iface != "":
 		return `"` + f.iface + `"`
 	case f.single:
@@ -57,6 +71,11 @@ func (f field) text() string {
 // them in a concatenation: each field padded to 4 bytes.
 func (f field) bytes() (start, end []byte) {
 	switch {
+	case f.l4:
+		b := []byte{f.l4proto, 0, 0, 0}
+		return b, b
+	case f.ports: // network byte order, padded to 4
+		return []byte{byte(f.lo >> 8), byte(f.lo), 0, 0}, []byte{byte(f.hi >> 8), byte(f.hi), 0, 0}
 	case f.iface != "":
 		b := make([]byte, unix.IFNAMSIZ)
 		copy(b, f.iface)

@@ -61,6 +61,18 @@ var goldenCases = []struct {
 		{Name: "web", Interface: "veth-sb1", Mode: ModeCustom, Sources: prefixes("10.231.0.2/32"),
 			AllowCIDRs: prefixes("198.51.100.0/24"), DenyCIDRs: prefixes("198.51.100.128/25")},
 	}, ports, Host{ProtectHost: true, IsolateSandboxes: true, Reject: true}},
+	{"ports", []Sandbox{
+		{Name: "web", Interface: "veth-sb1", Mode: ModeCustom, Sources: prefixes("10.231.0.2/32", "fd00:231::2/128"),
+			AllowCIDRs: prefixes("198.51.100.0/25"),
+			AllowPorts: []PortRule{
+				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Proto: 17, Lo: 1, Hi: 100},
+				{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Proto: 17, Lo: 50, Hi: 200}, // overlaps: split
+				{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Proto: 17, Lo: 60, Hi: 70},  // inside: dropped
+				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Proto: 1, Lo: 0, Hi: 65535},
+				{Prefix: netip.MustParsePrefix("2001:db8::/32"), Proto: 17, Lo: 443, Hi: 443},
+			},
+			DenyPorts: []PortRule{{Prefix: netip.MustParsePrefix("198.51.100.0/25"), Proto: 17, Lo: 53, Hi: 53}}},
+	}, ports, Host{}},
 	{"audit", []Sandbox{
 		{Name: "learn", Interface: "veth-l", Mode: ModeCustom, Audit: true, Sources: prefixes("10.5.0.2/32", "fd00:5::2/128"),
 			AllowCIDRs: prefixes("198.51.100.0/24"), DenyCIDRs: prefixes("198.51.100.128/25")},

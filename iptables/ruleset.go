@@ -126,7 +126,8 @@ func (r *Ruleset) ownersFor(sbs []Sandbox) *bart.Table[string] {
 func sameSandbox(a, b *Sandbox) bool {
 	return a.Name == b.Name && a.Interface == b.Interface && a.Mode == b.Mode && a.Audit == b.Audit &&
 		slices.Equal(a.Sources, b.Sources) && slices.Equal(a.AllowCIDRs, b.AllowCIDRs) &&
-		slices.Equal(a.DenyCIDRs, b.DenyCIDRs)
+		slices.Equal(a.DenyCIDRs, b.DenyCIDRs) && slices.Equal(a.AllowPorts, b.AllowPorts) &&
+		slices.Equal(a.DenyPorts, b.DenyPorts)
 }
 
 // sameRules reports whether r and o have the same rules and chains, so
@@ -216,6 +217,27 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 		pairs(set.name+"4", src4, d4)
 		pairs(set.name+"6", src6, d6)
 	}
+	for _, set := range []struct {
+		name  string
+		rules []PortRule
+		modes []Mode
+	}{
+		{"deny", disjointPorts(withEmbeddingPorts(sb.DenyPorts)), []Mode{ModeAllowAll, ModeCustom}},
+		{"allow", disjointPorts(sb.AllowPorts), []Mode{ModeCustom}},
+	} {
+		if !slices.Contains(set.modes, sb.Mode) {
+			continue
+		}
+		for _, r := range set.rules {
+			fam, srcs := "4", src4
+			if r.Prefix.Addr().Is6() {
+				fam, srcs = "6", src6
+			}
+			for _, src := range srcs {
+				add(set.name+fam+"p", prefixField(src), prefixField(r.Prefix), l4Field(r.Proto), portField(r.Lo, r.Hi))
+			}
+		}
+	}
 	slices.SortStableFunc(se.elems, func(a, b element) int { return a.si - b.si })
 	se.shared = append(se.shared, newElement("claimed", "", "", ifaceField(sb.Interface)),
 		newElement("ports", "", "", ifaceField(sb.Interface)))
@@ -294,6 +316,67 @@ func withEmbedding(ps []netip.Prefix) []netip.Prefix {
 	out := slices.Clone(ps)
 	for _, p := range ps {
 		out = append(out, policy.EmbeddingPrefixes(p)...)
+	}
+	return out
+}
+
+// withEmbeddingPorts adds, for each rule, the IPv6 forms of its prefix
+// (NAT64, 6to4, …: policy.EmbeddingPrefixes), as withEmbedding does.
+func withEmbeddingPorts(rs []PortRule) []PortRule {
+	out := slices.Clone(rs)
+	for _, r := range rs {
+		for _, p := range policy.EmbeddingPrefixes(r.Prefix) {
+			proto := r.Proto
+			if proto == 1 {
+				proto = 58 // ICMP travels as ICMPv6 there
+			}
+			out = append(out, PortRule{Prefix: p, Proto: proto, Lo: r.Lo, Hi: r.Hi})
+		}
+	}
+	return out
+}
+
+// disjointPorts returns rules that cover what rs cover and never overlap:
+// an nft interval set refuses an element that overlaps another ("File
+// exists"). Wider prefixes come first; a rule loses the ports that an
+// earlier rule for the same protocol, whose prefix holds its own, covers
+// already, and is split around them.
+func disjointPorts(rs []PortRule) []PortRule {
+	sorted := slices.Clone(rs)
+	for i := range sorted {
+		sorted[i].Prefix = sorted[i].Prefix.Masked()
+	}
+	slices.SortStableFunc(sorted, func(a, b PortRule) int { return a.Prefix.Bits() - b.Prefix.Bits() })
+	var out []PortRule
+	for _, r := range sorted {
+		ranges := [][2]uint16{{r.Lo, r.Hi}}
+		for _, o := range out {
+			if o.Proto == r.Proto && o.Prefix.Addr().Is6() == r.Prefix.Addr().Is6() &&
+				o.Prefix.Bits() <= r.Prefix.Bits() && o.Prefix.Contains(r.Prefix.Addr()) {
+				ranges = subtract(ranges, o.Lo, o.Hi)
+			}
+		}
+		for _, x := range ranges {
+			out = append(out, PortRule{Prefix: r.Prefix, Proto: r.Proto, Lo: x[0], Hi: x[1]})
+		}
+	}
+	return out
+}
+
+// subtract removes lo-hi from each range.
+func subtract(ranges [][2]uint16, lo, hi uint16) [][2]uint16 {
+	var out [][2]uint16
+	for _, x := range ranges {
+		if hi < x[0] || lo > x[1] { // apart
+			out = append(out, x)
+			continue
+		}
+		if lo > x[0] {
+			out = append(out, [2]uint16{x[0], lo - 1})
+		}
+		if hi < x[1] {
+			out = append(out, [2]uint16{hi + 1, x[1]})
+		}
 	}
 	return out
 }

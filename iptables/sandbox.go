@@ -3,6 +3,7 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -34,10 +35,22 @@ type Sandbox struct {
 	// DenyCIDRs are destinations non-TCP traffic never reaches (TCP to
 	// them goes to the proxy, which logs and resets).
 	DenyCIDRs []netip.Prefix
+	// AllowPorts and DenyPorts are the port-scoped entries of allow_cidrs
+	// and deny_cidrs: a destination prefix, a protocol and a port range.
+	AllowPorts, DenyPorts []PortRule
 	// Audit is report-only mode: the host guard stands, and all else
 	// passes. TCP and DNS go to egressd as always; the rest is recorded
 	// (KernelAudit) for egressd to judge with the policy and report.
 	Audit bool
+}
+
+// PortRule is a destination prefix for one transport protocol (IANA
+// number: 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6) and a destination port range
+// (0-65535: every port, and the only range ICMP takes).
+type PortRule struct {
+	Prefix netip.Prefix
+	Proto  uint8
+	Lo, Hi uint16
 }
 
 // Host is the host-wide part of the rules: the config's [host] section.
@@ -105,6 +118,11 @@ func (s *Sandbox) validate() error {
 	case ModeAllowAll, ModeDenyAll, ModeCustom:
 	default:
 		return fmt.Errorf("iptables: sandbox %q: unknown mode %q", s.Name, s.Mode)
+	}
+	for _, r := range append(slices.Clone(s.AllowPorts), s.DenyPorts...) {
+		if !r.Prefix.IsValid() || r.Lo > r.Hi {
+			return fmt.Errorf("iptables: sandbox %q: port rule %v: invalid", s.Name, r)
+		}
 	}
 	lists := []struct {
 		field string

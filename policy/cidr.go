@@ -94,26 +94,68 @@ func canonicalPrefix(p netip.Prefix) (netip.Prefix, error) {
 	return p, nil
 }
 
-// cidrTable is a longest-prefix-match table whose value is the matching
-// prefix itself, so a Decision can name the rule that decided.
+// cidrTable is a longest-prefix-match table of CIDR entries. Entries
+// without a scope are in t, whose value is the prefix itself, so a
+// Decision can name the rule that decided; entries with ports or a
+// protocol are in scoped, by prefix.
 type cidrTable struct {
-	t    bart.Table[netip.Prefix]
-	list []netip.Prefix // in config order, without duplicates
+	t       bart.Table[netip.Prefix]
+	list    []netip.Prefix // unscoped entries, in config order, without duplicates
+	scoped  bart.Table[[]CIDRRule]
+	entries []CIDRRule // every entry, in config order, without duplicates
 }
 
 // add inserts a canonical prefix and reports whether it was new.
 func (c *cidrTable) add(p netip.Prefix) bool {
-	if _, dup := c.t.Get(p); dup {
-		return false
+	return c.addRule(CIDRRule{Prefix: p})
+}
+
+// addRule inserts an entry and reports whether it was new.
+func (c *cidrTable) addRule(r CIDRRule) bool {
+	if !r.Scoped() {
+		if _, dup := c.t.Get(r.Prefix); dup {
+			return false
+		}
+		c.t.Insert(r.Prefix, r.Prefix)
+		c.list = append(c.list, r.Prefix)
+		c.entries = append(c.entries, r)
+		return true
 	}
-	c.t.Insert(p, p)
-	c.list = append(c.list, p)
+	rules, _ := c.scoped.Get(r.Prefix)
+	for _, o := range rules {
+		if o.scope == r.scope {
+			return false
+		}
+	}
+	c.scoped.Insert(r.Prefix, append(rules, r))
+	c.entries = append(c.entries, r)
 	return true
 }
 
-// lookup returns the longest prefix holding a, an unmapped address.
+// lookup returns the longest unscoped prefix holding a, an unmapped
+// address.
 func (c *cidrTable) lookup(a netip.Addr) (netip.Prefix, bool) {
 	return c.t.Lookup(a)
+}
+
+// lookupFlow returns the entry that holds a flow of proto to a and port:
+// the longest unscoped prefix, else a scoped entry whose ports and
+// protocol take the flow.
+func (c *cidrTable) lookupFlow(a netip.Addr, proto Proto, port uint16) (CIDRRule, bool) {
+	if p, ok := c.t.Lookup(a); ok {
+		return CIDRRule{Prefix: p}, true
+	}
+	if c.scoped.Size() == 0 || proto == ProtoAny {
+		return CIDRRule{}, false
+	}
+	for _, rules := range c.scoped.Supernets(netip.PrefixFrom(a, a.BitLen())) {
+		for _, r := range rules {
+			if r.matches(proto, port) {
+				return r, true
+			}
+		}
+	}
+	return CIDRRule{}, false
 }
 
 func (c *cidrTable) contains(a netip.Addr) bool {
@@ -121,11 +163,22 @@ func (c *cidrTable) contains(a netip.Addr) bool {
 	return ok
 }
 
-// strings returns the prefixes in config order, as text.
+// strings returns the entries in config order, as text.
 func (c *cidrTable) strings() []string {
-	out := make([]string, len(c.list))
-	for i, p := range c.list {
-		out[i] = p.String()
+	out := make([]string, len(c.entries))
+	for i, r := range c.entries {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// scopedRules returns the scoped entries, in config order.
+func (c *cidrTable) scopedRules() []CIDRRule {
+	var out []CIDRRule
+	for _, r := range c.entries {
+		if r.Scoped() {
+			out = append(out, r)
+		}
 	}
 	return out
 }

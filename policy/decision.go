@@ -105,6 +105,7 @@ type Decision struct {
 	Addr    netip.Addr   // address judged, if any
 	Name    string       // name judged, if any: normalised, or raw when invalid
 	Prefix  netip.Prefix // CIDR rule that decided, if any
+	Scope   string       // its ports and protocol, as written after the prefix (":53/udp"); "" for none
 	Pattern string       // domain rule that decided, if any
 }
 
@@ -124,9 +125,9 @@ func (d Decision) NeedsName() bool {
 func (d Decision) Rule() string {
 	switch d.Reason {
 	case ReasonDenyCIDR:
-		return "deny_cidrs " + d.Prefix.String()
+		return "deny_cidrs " + CIDRRule{Prefix: d.Prefix, scope: d.Scope}.String()
 	case ReasonAllowCIDR:
-		return "allow_cidrs " + d.Prefix.String()
+		return "allow_cidrs " + CIDRRule{Prefix: d.Prefix, scope: d.Scope}.String()
 	case ReasonAllowDomain:
 		return "allow_domains " + d.Pattern
 	case ReasonAllowAll:

@@ -93,9 +93,14 @@ func (s *Set) guarded(sb *Sandbox, a netip.Addr) (Decision, bool) {
 // DecideAddr judges a raw destination of sb: sb's policy
 // (Policy.DecideAddr), and an address it allows must pass the guard too.
 func (s *Set) DecideAddr(sb *Sandbox, a netip.Addr) Decision {
-	d := sb.Policy.DecideAddr(a)
+	return s.DecideAddrPort(sb, netip.AddrPortFrom(a, 0), ProtoAny)
+}
+
+// DecideAddrPort is DecideAddr for a flow of proto to ap's port.
+func (s *Set) DecideAddrPort(sb *Sandbox, ap netip.AddrPort, proto Proto) Decision {
+	d := sb.Policy.DecideAddrPort(ap, proto)
 	if d.Allowed() {
-		if g, bad := s.Guarded(sb, a); bad {
+		if g, bad := s.Guarded(sb, ap.Addr()); bad {
 			return g
 		}
 	}
@@ -105,9 +110,14 @@ func (s *Set) DecideAddr(sb *Sandbox, a netip.Addr) Decision {
 // NameMayReach reports whether a flow or an answer for a name that sb's
 // allow_domains admitted may lead to a: Policy.NameMayReach and the guard.
 func (s *Set) NameMayReach(sb *Sandbox, a netip.Addr, blockPrivate bool) bool {
-	if !sb.Policy.NameMayReach(a, blockPrivate) {
+	return s.NameMayReachPort(sb, netip.AddrPortFrom(a, 0), ProtoAny, blockPrivate)
+}
+
+// NameMayReachPort is NameMayReach for a flow of proto to ap's port.
+func (s *Set) NameMayReachPort(sb *Sandbox, ap netip.AddrPort, proto Proto, blockPrivate bool) bool {
+	if !sb.Policy.NameMayReachPort(ap, proto, blockPrivate) {
 		return false
 	}
-	_, bad := s.Guarded(sb, a)
+	_, bad := s.Guarded(sb, ap.Addr())
 	return !bad
 }

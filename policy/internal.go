@@ -140,11 +140,18 @@ func EmbeddingPrefixes(p netip.Prefix) []netip.Prefix {
 // address only when allow_cidrs lists it. In report-only mode deny_cidrs
 // do not stop it: the flow's decision reports them (WouldDeny).
 func (p *Policy) NameMayReach(a netip.Addr, blockPrivate bool) bool {
-	if _, denied := p.DeniedAddr(a); denied && !p.audit {
+	return p.NameMayReachPort(netip.AddrPortFrom(a, 0), ProtoAny, blockPrivate)
+}
+
+// NameMayReachPort is NameMayReach for a flow of proto to ap's port:
+// entries with ports or a protocol take part.
+func (p *Policy) NameMayReachPort(ap netip.AddrPort, proto Proto, blockPrivate bool) bool {
+	a := ap.Addr()
+	if _, denied := p.deniedFlow(a, proto, ap.Port()); denied && !p.audit {
 		return false
 	}
 	if blockPrivate && IsInternal(a) {
-		return p.DecideAddr(a).Reason == ReasonAllowCIDR
+		return p.DecideAddrPort(ap, proto).Reason == ReasonAllowCIDR
 	}
 	return true
 }

@@ -129,11 +129,11 @@ func Compile(s Spec) (*Policy, error) {
 func addPrefixes(t *cidrTable, field string, list []string) error {
 	t.list = make([]netip.Prefix, 0, len(list))
 	for i, s := range list {
-		pfx, err := ParsePrefix(s)
+		r, err := ParseCIDREntry(s)
 		if err != nil {
 			return &FieldError{Field: field, Index: i, Value: s, Err: err}
 		}
-		t.add(pfx)
+		t.addRule(r)
 	}
 	return nil
 }
@@ -183,9 +183,16 @@ func (p *Policy) domainEntries() []string {
 	return out
 }
 
-// CIDRs returns allow_cidrs and deny_cidrs as compiled, in config order.
-// The slices are shared: the caller must not modify them.
+// CIDRs returns the entries of allow_cidrs and deny_cidrs without ports or
+// protocol, as compiled, in config order. The slices are shared: the
+// caller must not modify them.
 func (p *Policy) CIDRs() (allow, deny []netip.Prefix) { return p.allow.list, p.deny.list }
+
+// ScopedCIDRs returns the entries of allow_cidrs and deny_cidrs with ports
+// or a protocol, in config order.
+func (p *Policy) ScopedCIDRs() (allow, deny []CIDRRule) {
+	return p.allow.scopedRules(), p.deny.scopedRules()
+}
 
 // DecideAddr judges a raw destination address, in this order: deny_cidrs,
 // mode allow-all, mode deny-all, allow_cidrs. In custom mode an address that
@@ -194,9 +201,16 @@ func (p *Policy) CIDRs() (allow, deny []netip.Prefix) { return p.allow.list, p.d
 // mode deny-all. A denial is Audited. IPv4-mapped IPv6 addresses are
 // judged as the IPv4 address they carry. It allocates nothing.
 func (p *Policy) DecideAddr(dst netip.Addr) Decision {
-	dst = dst.Unmap().WithZone("")
-	if pfx, ok := p.DeniedAddr(dst); ok {
-		return p.Audited(Decision{Verdict: Deny, Reason: ReasonDenyCIDR, Addr: dst, Prefix: pfx})
+	return p.DecideAddrPort(netip.AddrPortFrom(dst, 0), ProtoAny)
+}
+
+// DecideAddrPort is DecideAddr for a flow of proto to dst's port: entries
+// with ports or a protocol take part (with ProtoAny, an unknown protocol,
+// they do not).
+func (p *Policy) DecideAddrPort(ap netip.AddrPort, proto Proto) Decision {
+	dst, port := ap.Addr().Unmap().WithZone(""), ap.Port()
+	if r, ok := p.deniedFlow(dst, proto, port); ok {
+		return p.Audited(Decision{Verdict: Deny, Reason: ReasonDenyCIDR, Addr: dst, Prefix: r.Prefix, Scope: r.scope})
 	}
 	switch p.mode {
 	case ModeAllowAll:
@@ -209,8 +223,8 @@ func (p *Policy) DecideAddr(dst netip.Addr) Decision {
 		}
 		return Decision{Verdict: Deny, Reason: ReasonDenyAll, Addr: dst}
 	}
-	if pfx, ok := p.allow.lookup(dst); ok {
-		return Decision{Verdict: Allow, Reason: ReasonAllowCIDR, Addr: dst, Prefix: pfx}
+	if r, ok := p.allow.lookupFlow(dst, proto, port); ok {
+		return Decision{Verdict: Allow, Reason: ReasonAllowCIDR, Addr: dst, Prefix: r.Prefix, Scope: r.scope}
 	}
 	return Decision{Verdict: Deny, Reason: ReasonNoMatch, Addr: dst}
 }
@@ -260,15 +274,26 @@ func (p *Policy) DecideNamePort(name string, port uint16) Decision {
 // matched: a itself, or an IPv4 address it embeds (NAT64, 6to4, Teredo,
 // mapped, compatible: Embedded), which is where it would lead.
 func (p *Policy) DeniedAddr(a netip.Addr) (netip.Prefix, bool) {
+	r, ok := p.deniedFlow(a, ProtoAny, 0)
+	return r.Prefix, ok
+}
+
+// DeniedAddrPort is DeniedAddr for a flow of proto to port: deny_cidrs
+// entries with ports or a protocol take part.
+func (p *Policy) DeniedAddrPort(a netip.Addr, proto Proto, port uint16) (CIDRRule, bool) {
+	return p.deniedFlow(a, proto, port)
+}
+
+func (p *Policy) deniedFlow(a netip.Addr, proto Proto, port uint16) (CIDRRule, bool) {
 	a = a.Unmap().WithZone("")
-	if pfx, ok := p.deny.lookup(a); ok {
-		return pfx, true
+	if r, ok := p.deny.lookupFlow(a, proto, port); ok {
+		return r, true
 	}
 	v4s, n := embedded(a)
 	for _, v4 := range v4s[:n] {
-		if pfx, ok := p.deny.lookup(v4); ok {
-			return pfx, true
+		if r, ok := p.deny.lookupFlow(v4, proto, port); ok {
+			return r, true
 		}
 	}
-	return netip.Prefix{}, false
+	return CIDRRule{}, false
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -88,5 +89,84 @@ func TestDomainPortErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+func TestParseCIDREntry(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"198.51.100.0/24", "198.51.100.0/24", ""},
+		{"203.0.113.7/32:53/udp", "203.0.113.7/32:53/udp", ""},
+		{"203.0.113.7:53/udp", "203.0.113.7/32:53/udp", ""},
+		{"[2001:db8::/32]:443/tcp", "[2001:db8::/32]:443/tcp", ""},
+		{"198.51.100.9/32:8100-8000", "", "must go up"},
+		{"198.51.100.9/32:8000-8100", "198.51.100.9/32:8000-8100", ""},
+		{"198.51.100.9/32:443,22", "198.51.100.9/32:22,443", ""},
+		{"198.51.100.0/24/icmp", "198.51.100.0/24/icmp", ""},
+		{"2001:db8::/32/udp", "2001:db8::/32/udp", ""},
+		{"198.51.100.0/24:53/icmp", "", "icmp takes no port"},
+		{"2001:db8::/32:443", "", "in brackets"},
+		{"198.51.100.0/24:99999", "", "port must be 1..65535"},
+		{"198.51.100.1/24:53", "", "host bits set"},
+		{"[2001:db8::/32]443", "", "want PREFIX"},
+	} {
+		r, err := ParseCIDREntry(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseCIDREntry(%q) = %v, %v; want error %q", tc.in, r, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || r.String() != tc.want {
+			t.Errorf("ParseCIDREntry(%q) = %q, %v; want %q", tc.in, r, err, tc.want)
+		}
+	}
+}
+
+// A scoped entry allows (or denies) only the flows of its protocol and
+// ports; an address judged without them meets only unscoped entries.
+func TestScopedCIDRs(t *testing.T) {
+	p := mustCompile(t, Spec{Mode: ModeCustom,
+		AllowCIDRs: []string{"203.0.113.7/32:53/udp", "198.51.100.9/32:8000-8100", "[2001:db8::/32]:443/tcp",
+			"198.51.100.0/24/icmp", "198.51.100.77/32"},
+		DenyCIDRs: []string{"198.51.100.77/32:9001/udp"}})
+	ap := func(s string, port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(s), port) }
+	for _, tc := range []struct {
+		dst   netip.AddrPort
+		proto Proto
+		rule  string // "" for a denial
+	}{
+		{ap("203.0.113.7", 53), ProtoUDP, "allow_cidrs 203.0.113.7/32:53/udp"},
+		{ap("203.0.113.7", 53), ProtoTCP, ""},
+		{ap("203.0.113.7", 54), ProtoUDP, ""},
+		{ap("203.0.113.7", 0), ProtoAny, ""},
+		{ap("198.51.100.9", 8050), ProtoTCP, "allow_cidrs 198.51.100.9/32:8000-8100"},
+		{ap("198.51.100.9", 8050), ProtoUDP, "allow_cidrs 198.51.100.9/32:8000-8100"},
+		{ap("198.51.100.9", 0), ProtoICMP, "allow_cidrs 198.51.100.0/24/icmp"},
+		{ap("203.0.113.7", 0), ProtoICMP, ""},
+		{ap("2001:db8::1", 443), ProtoTCP, "allow_cidrs [2001:db8::/32]:443/tcp"},
+		{ap("2001:db8::1", 443), ProtoUDP, ""},
+		{ap("198.51.100.20", 0), ProtoICMP, "allow_cidrs 198.51.100.0/24/icmp"},
+		{ap("198.51.100.20", 80), ProtoTCP, ""},
+		{ap("198.51.100.77", 9001), ProtoUDP, "deny_cidrs 198.51.100.77/32:9001/udp"},
+		{ap("198.51.100.77", 9001), ProtoTCP, "allow_cidrs 198.51.100.77/32"},
+		{ap("198.51.100.77", 9002), ProtoUDP, "allow_cidrs 198.51.100.77/32"},
+	} {
+		d := p.DecideAddrPort(tc.dst, tc.proto)
+		if got := d.Rule(); got != tc.rule || (tc.rule != "" && !strings.HasPrefix(tc.rule, "deny") && !d.Allowed()) ||
+			(strings.HasPrefix(tc.rule, "deny") && d.Allowed()) {
+			t.Errorf("DecideAddrPort(%v, %v) = %v (rule %q), want rule %q", tc.dst, tc.proto, d, got, tc.rule)
+		}
+	}
+	want := "203.0.113.7/32:53/udp 198.51.100.9/32:8000-8100 [2001:db8::/32]:443/tcp 198.51.100.0/24/icmp 198.51.100.77/32"
+	if got := strings.Join(p.Spec().AllowCIDRs, " "); got != want {
+		t.Errorf("Spec().AllowCIDRs = %q, want %q", got, want)
+	}
+	// A port-scoped deny does not take the address from DNS answers or
+	// from a name's other ports.
+	if !p.NameMayReach(netip.MustParseAddr("198.51.100.77"), false) {
+		t.Error("a port-scoped deny_cidrs entry blocks the address for every port")
+	}
+	if p.NameMayReachPort(ap("198.51.100.77", 9001), ProtoUDP, false) {
+		t.Error("NameMayReachPort ignores a port-scoped deny")
 	}
 }

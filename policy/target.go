@@ -13,17 +13,30 @@ import (
 // judge: a name (as a flow's SNI or Host carries it) or an address (a raw
 // destination).
 type Target struct {
-	Name string
-	Addr netip.Addr
-	Port uint16 // 0: none given
+	Name  string
+	Addr  netip.Addr
+	Port  uint16 // 0: none given
+	Proto Proto  // of an address: tcp (the default with a port), udp or icmp; ProtoAny: none given
 }
 
-var errTarget = errors.New(`want host[:port], ip[:port] or [ipv6]:port`)
+var errTarget = errors.New(`want host[:port], ip[:port][/tcp|/udp|/icmp] or [ipv6]:port`)
 
 // ParseTarget reads host[:port], ip[:port], a bare IPv6 address or
 // [ipv6]:port. A name's port is judged by allow_domains entries with
 // ports; an address's is not looked at (CIDR rules take no port yet).
 func ParseTarget(s string) (Target, error) {
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		p, ok := protoNames[s[i+1:]]
+		if !ok {
+			return Target{}, fmt.Errorf("target %q: %w", s, errTarget)
+		}
+		t, err := ParseTarget(s[:i])
+		if err == nil && t.Name != "" {
+			return Target{}, fmt.Errorf("target %q: a protocol goes with an address (ip:port/udp)", s)
+		}
+		t.Proto = p
+		return t, err
+	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		return Target{Addr: a.WithZone("")}, nil
 	}
@@ -47,7 +60,7 @@ func ParseTarget(s string) (Target, error) {
 		return Target{}, fmt.Errorf("target %q: %w", s, errTarget)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		return Target{Addr: a.WithZone("")}, nil
+		return Target{Addr: a.WithZone(""), Port: portN}, nil
 	}
 	if strings.HasPrefix(s, "[") {
 		return Target{}, fmt.Errorf("target %q: brackets hold an IPv6 address", s)
@@ -64,7 +77,11 @@ func (s *Set) Check(sb *Sandbox, t Target) Decision {
 	if t.Name != "" {
 		return sb.Policy.DecideNamePort(t.Name, t.Port)
 	}
-	d := s.DecideAddr(sb, t.Addr)
+	proto := t.Proto
+	if proto == ProtoAny && t.Port != 0 {
+		proto = ProtoTCP // what the proxy judges
+	}
+	d := s.DecideAddrPort(sb, netip.AddrPortFrom(t.Addr, t.Port), proto)
 	if d.NeedsName() && sb.Policy.Audit() {
 		// Report-only: a raw flow there passes, and so does one that
 		// carries no name.

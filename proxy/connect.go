@@ -145,7 +145,7 @@ func (s *Server) serveHTTPProxy(ctx context.Context, el *explicitListener, f *fl
 		if a, err := netip.ParseAddr(req.host); err == nil { // http://198.51.100.7/: a raw destination
 			f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), req.port)
 			if set, sb, ok := s.sandboxOf(f); ok {
-				s.route(ctx, set, f, set.DecideAddr(sb, f.dst.Addr()))
+				s.route(ctx, set, f, set.DecideAddrPort(sb, f.dst, policy.ProtoTCP))
 				return
 			}
 		}

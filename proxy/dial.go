@@ -21,7 +21,7 @@ import (
 // rebinding guard, so egressd's own lookups are no way around it.
 func (s *Server) pin(ctx context.Context, f *flow, set *policy.Set, sb *policy.Sandbox, name string) (netip.AddrPort, policy.Decision, error) {
 	dst := f.dst
-	if dst.Addr().IsValid() && set.NameMayReach(sb, dst.Addr(), s.opts.BlockPrivate) &&
+	if dst.Addr().IsValid() && set.NameMayReachPort(sb, dst, policy.ProtoTCP, s.opts.BlockPrivate) &&
 		s.opts.Bindings != nil && s.opts.Bindings.Bound(f.sandbox, name, dst.Addr()) {
 		return dst, policy.Decision{}, nil
 	}
@@ -39,7 +39,7 @@ func (s *Server) pin(ctx context.Context, f *flow, set *policy.Set, sb *policy.S
 	var other netip.Addr
 	for _, a := range addrs {
 		a = a.Unmap()
-		if !set.NameMayReach(sb, a, s.opts.BlockPrivate) {
+		if !set.NameMayReachPort(sb, netip.AddrPortFrom(a, dst.Port()), policy.ProtoTCP, s.opts.BlockPrivate) {
 			continue
 		}
 		if a == dst.Addr() {

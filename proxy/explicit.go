@@ -204,7 +204,7 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 	// The request phase's read deadline ends here; peeking sets its own.
 	if a, err := netip.ParseAddr(host); err == nil {
 		f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), port)
-		d := set.DecideAddr(sb, f.dst.Addr())
+		d := set.DecideAddrPort(sb, f.dst, policy.ProtoTCP)
 		return d, func() { f.client.SetReadDeadline(time.Time{}); s.route(ctx, set, f, d) }, !d.Allowed() && !d.NeedsName()
 	}
 	d = sb.Policy.DecideNamePort(host, port)
@@ -212,7 +212,7 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 		return d, nil, true
 	}
 	f.want, f.dst = d.Name, netip.AddrPortFrom(netip.Addr{}, port)
-	if !s.reachable(ctx, set, sb, d.Name) {
+	if !s.reachable(ctx, set, sb, d.Name, port) {
 		return policy.Decision{Reason: policy.ReasonNotResolved, Name: d.Name}, nil, true
 	}
 	return d, func() { f.client.SetReadDeadline(time.Time{}); s.inspect(ctx, f) }, false
@@ -221,7 +221,7 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 // reachable reports whether name resolves to an address the flow may be
 // dialled at (pin's rule), so that the client hears of one that does not
 // before it is told to go on.
-func (s *Server) reachable(ctx context.Context, set *policy.Set, sb *policy.Sandbox, name string) bool {
+func (s *Server) reachable(ctx context.Context, set *policy.Set, sb *policy.Sandbox, name string, port uint16) bool {
 	if s.opts.Resolver == nil {
 		return false
 	}
@@ -230,7 +230,7 @@ func (s *Server) reachable(ctx context.Context, set *policy.Set, sb *policy.Sand
 		return false
 	}
 	for _, a := range addrs {
-		if set.NameMayReach(sb, a.Unmap(), s.opts.BlockPrivate) {
+		if set.NameMayReachPort(sb, netip.AddrPortFrom(a.Unmap(), port), policy.ProtoTCP, s.opts.BlockPrivate) {
 			return true
 		}
 	}

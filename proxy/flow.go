@@ -36,7 +36,7 @@ func (s *Server) handle(ctx context.Context, c *net.TCPConn) {
 		s.refuse(f, policy.Decision{Reason: policy.ReasonConnLimit, Addr: f.dst.Addr()}, err)
 		return
 	}
-	s.route(ctx, set, f, set.DecideAddr(sb, f.dst.Addr()))
+	s.route(ctx, set, f, set.DecideAddrPort(sb, f.dst, policy.ProtoTCP))
 }
 
 // route takes f on by d, the decision on its destination address: to the
@@ -196,9 +196,10 @@ func (s *Server) admitName(ctx context.Context, f *flow, name string) (policy.De
 	if err != nil {
 		return pd, netip.AddrPort{}, err
 	}
-	if pfx, denied := sb.Policy.DeniedAddr(target.Addr()); denied {
+	if r, denied := sb.Policy.DeniedAddrPort(target.Addr(), policy.ProtoTCP, target.Port()); denied {
 		// Only report-only mode pins to such an address: say so.
-		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonDenyCIDR, Name: d.Name, Addr: target.Addr(), Prefix: pfx})
+		d = sb.Policy.Audited(policy.Decision{Reason: policy.ReasonDenyCIDR, Name: d.Name, Addr: target.Addr(),
+			Prefix: r.Prefix, Scope: r.Scope()})
 	}
 	if d, ok := s.admit(set, f, d.Name, d, target); !ok {
 		return d, netip.AddrPort{}, errCut

@@ -208,7 +208,7 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 			return policy.Decision{}, true // still peeking: its name meets the current policy
 		}
 	}
-	d := set.DecideAddr(sb, dst)
+	d := set.DecideAddrPort(sb, netip.AddrPortFrom(dst, f.dst.Port()), policy.ProtoTCP)
 	if !d.NeedsName() {
 		return d, d.Allowed()
 	}
@@ -223,10 +223,10 @@ func (s *Server) rejudge(set *policy.Set, f *flow) (policy.Decision, bool) {
 		return d, d.Allowed()
 	}
 	d = sb.Policy.DecideNamePort(name, f.dst.Port())
-	if d.Allowed() && upstream.IsValid() && !set.NameMayReach(sb, upstream.Addr(), s.opts.BlockPrivate) {
+	if d.Allowed() && upstream.IsValid() && !set.NameMayReachPort(sb, upstream, policy.ProtoTCP, s.opts.BlockPrivate) {
 		d = policy.Decision{Reason: policy.ReasonDenyCIDR, Name: name, Addr: upstream.Addr()}
-		if p, denied := sb.Policy.DeniedAddr(upstream.Addr()); denied {
-			d.Prefix = p
+		if r, denied := sb.Policy.DeniedAddrPort(upstream.Addr(), policy.ProtoTCP, upstream.Port()); denied {
+			d.Prefix, d.Scope = r.Prefix, r.Scope()
 		} else if g, guarded := set.Guarded(sb, upstream.Addr()); guarded {
 			d = g
 			d.Name = name

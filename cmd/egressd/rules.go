@@ -100,6 +100,7 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 			continue // reached only through its explicit proxy listeners
 		}
 		allow, deny := sb.Policy.CIDRs()
+		allowScoped, denyScoped := sb.Policy.ScopedCIDRs()
 		sbs = append(sbs, iptables.Sandbox{
 			Name:       sb.Name,
 			Interface:  sb.Interface,
@@ -107,6 +108,8 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 			Mode:       iptables.Mode(sb.Policy.Mode()),
 			AllowCIDRs: allow,
 			DenyCIDRs:  deny,
+			AllowPorts: portRules(allowScoped),
+			DenyPorts:  portRules(denyScoped),
 			Audit:      sb.Policy.Audit(),
 		})
 	}
@@ -117,4 +120,32 @@ func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables
 		Reject:           cfg.Host.Reject == config.RejectICMP,
 	}
 	return sbs, iptables.Ports{TProxy: cfg.Proxy.TProxyPort, DNS: cfg.Proxy.DNSPort}, host
+}
+
+// portRules are the kernel's part of port-scoped CIDR entries: UDP and
+// ICMP (TCP goes to the proxy, which judges the port itself).
+func portRules(rules []policy.CIDRRule) []iptables.PortRule {
+	var out []iptables.PortRule
+	for _, r := range rules {
+		var proto uint8
+		switch r.Proto {
+		case policy.ProtoTCP:
+			continue
+		case policy.ProtoICMP:
+			proto = 1
+			if r.Prefix.Addr().Is6() {
+				proto = 58
+			}
+		default: // udp, or ports without a protocol: TCP and UDP
+			proto = 17
+		}
+		if r.Ports == nil {
+			out = append(out, iptables.PortRule{Prefix: r.Prefix, Proto: proto, Lo: 0, Hi: 65535})
+			continue
+		}
+		for _, pr := range r.Ports {
+			out = append(out, iptables.PortRule{Prefix: r.Prefix, Proto: proto, Lo: pr.Lo, Hi: pr.Hi})
+		}
+	}
+	return out
 }

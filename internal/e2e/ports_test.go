@@ -52,3 +52,59 @@ func TestDomainPorts(t *testing.T) {
 		t.Errorf("policy get: %s", got)
 	}
 }
+
+// cidrPortSandbox has CIDR entries scoped to ports and protocols.
+const cidrPortSandbox = `
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+mode      = "custom"
+allow_cidrs = ["198.51.100.77/32:9001/udp", "[2001:db8:77::/64]:9001/udp", "198.51.100.78/32:9000/tcp",
+               "[2001:db8:77::/64]:9000", "198.51.100.79/32", "198.51.100.80/32/icmp"]
+deny_cidrs  = ["198.51.100.79/32:9001/udp", "198.51.100.79/32:9002/tcp"]
+`
+
+// TestCIDRPorts: an allow_cidrs entry with ports or a protocol passes
+// only those flows, UDP in the kernel and TCP in the proxy, IPv4 and
+// IPv6; a scoped deny_cidrs entry wins over an allow for its ports only.
+func TestCIDRPorts(t *testing.T) {
+	e := newIdleEnv(t, cidrPortSandbox)
+	e.tp.AddInternetAddr("198.51.100.79/32", "198.51.100.80/32")
+	extra := listenRecorders(t, e.tp.Internet, []int{9002}, []int{9002})
+	e.start()
+	sb, rec := e.tp.Sandbox, e.in.rec
+	probes{
+		e.udpProbe(sb, "198.51.100.77:9001", rec, "cp-udp4-allowed"),
+		e.udpProbe(sb, "[2001:db8:77::5]:9001", rec, "cp-udp6-allowed"),
+		e.tcpProbe(sb, "198.51.100.78:9000", rec, "cp-tcp4-allowed"),
+		e.tcpProbe(sb, "[2001:db8:77::5]:9000", rec, "cp-tcp6-allowed"),
+		e.udpProbe(sb, "198.51.100.79:9002", extra, "cp-udp-79-9002"),
+		e.tcpProbe(sb, "198.51.100.79:9000", rec, "cp-tcp-79-9000"),
+		e.pingProbe(sb, "198.51.100.80", e.tp.Internet),
+	}.reach(t, "allowed ports")
+	probes{
+		e.udpProbe(sb, "198.51.100.77:9002", extra, "cp-udp4-port"),
+		e.udpProbe(sb, "[2001:db8:77::5]:9002", extra, "cp-udp6-port"),
+		e.tcpProbe(sb, "198.51.100.77:9002", extra, "cp-tcp4-not-udp"),
+		e.tcpProbe(sb, "198.51.100.78:9002", extra, "cp-tcp4-port"),
+		e.udpProbe(sb, "198.51.100.78:9001", rec, "cp-udp-not-tcp"),
+		e.tcpProbe(sb, "[2001:db8:77::5]:9002", extra, "cp-tcp6-port"),
+		e.udpProbe(sb, "198.51.100.79:9001", rec, "cp-udp-79-denied"),
+		e.tcpProbe(sb, "198.51.100.79:9002", extra, "cp-tcp-79-denied"),
+		e.pingProbe(sb, "198.51.100.77", e.tp.Internet),
+		e.udpProbe(sb, "198.51.100.80:9001", rec, "cp-udp-icmp-only"),
+	}.none(t, "other ports and protocols")
+	sock := filepath.Join(e.dir, "admin.sock")
+	for target, want := range map[string]string{
+		"198.51.100.77:9001/udp": "allow: 198.51.100.77 in allow_cidrs 198.51.100.77/32:9001/udp",
+		"198.51.100.77:9002/udp": "deny: 198.51.100.77 matches no rule",
+		"198.51.100.79:9002":     "deny: 198.51.100.79 in deny_cidrs 198.51.100.79/32:9002/tcp",
+		"198.51.100.80/icmp":     "allow: 198.51.100.80 in allow_cidrs 198.51.100.80/32/icmp",
+	} {
+		out, _ := e.egressd("check", "-socket", sock, "-sandbox", "sb1", target)
+		if !strings.HasPrefix(out, want) {
+			t.Errorf("check %s: %q, want %q", target, out, want)
+		}
+	}
+}

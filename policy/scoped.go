@@ -90,7 +90,7 @@ var (
 func ParseCIDREntry(s string) (CIDRRule, error) {
 	rest, proto := s, ProtoAny
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
-		if p, ok := protoNames[s[i+1:]]; ok {
+		if p, ok := protoNames[strings.ToLower(s[i+1:])]; ok {
 			rest, proto = s[:i], p
 		}
 	}

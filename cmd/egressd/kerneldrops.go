@@ -114,7 +114,7 @@ func (a *auditReporter) report(ctx context.Context, now bool) {
 		if !ok {
 			continue
 		}
-		d := kernelVerdict(set, sb, r.Dest)
+		d := kernelVerdict(set, sb, r.Dest, r.Proto)
 		level := zap.InfoLevel
 		if d.Verdict != policy.Allow {
 			level = zap.WarnLevel
@@ -129,11 +129,13 @@ func (a *auditReporter) report(ctx context.Context, now bool) {
 
 // kernelVerdict judges what the kernel passed for a report-only sandbox:
 // allowed by the policy, or WouldDeny with the reason enforce mode gives.
-func kernelVerdict(set *policy.Set, sb *policy.Sandbox, dst netip.Addr) policy.Decision {
+// The record keeps no port: entries scoped to ports do not take part,
+// those scoped to a protocol do.
+func kernelVerdict(set *policy.Set, sb *policy.Sandbox, dst netip.Addr, proto string) policy.Decision {
 	if g, bad := set.Guarded(sb, dst); bad {
 		return g // past the kernel's guard (an address embedding the host's): not to be learnt
 	}
-	d := set.DecideAddr(sb, dst)
+	d := set.DecideAddrPort(sb, netip.AddrPortFrom(dst, 0), kernelProto(proto))
 	if d.NeedsName() && sb.Policy.Mode() == policy.ModeDenyAll {
 		d.Reason = policy.ReasonDenyAll // report-only deny-all asks for names; there is none here
 	}
@@ -141,4 +143,17 @@ func kernelVerdict(set *policy.Set, sb *policy.Sandbox, dst netip.Addr) policy.D
 		d.Verdict = policy.WouldDeny // it passed: the kernel let it through
 	}
 	return d
+}
+
+// kernelProto is the policy's protocol for nft's name of one.
+func kernelProto(name string) policy.Proto {
+	switch name {
+	case "udp":
+		return policy.ProtoUDP
+	case "icmp", "ipv6-icmp":
+		return policy.ProtoICMP
+	case "tcp":
+		return policy.ProtoTCP
+	}
+	return policy.ProtoAny
 }

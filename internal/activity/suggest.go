@@ -52,7 +52,7 @@ func Suggest(a Activity, fold int, deny []string) Suggestion {
 		case passed > 0 && e.Kind == KindName:
 			names = append(names, e)
 		case passed > 0:
-			s.CIDRs = append(s.CIDRs, Suggested{Value: hostPrefix(e.Value), Note: usage(e)})
+			s.CIDRs = append(s.CIDRs, Suggested{Value: hostEntry(e), Note: usage(e)})
 		case e.FailedQueries > 0:
 			s.NoAnswer = append(s.NoAnswer, e)
 		case e.Denied > 0:
@@ -73,12 +73,25 @@ func hostPrefix(addr string) string {
 	return netip.PrefixFrom(a, a.BitLen()).String()
 }
 
-// mergeCIDRs joins the entries of one address reached over several
-// protocols.
+// hostEntry is the allow_cidrs entry for an address reached: scoped to
+// UDP or ICMP when only the kernel's record saw it that way, else every
+// port and protocol (a raw TCP flow, whose port the record keeps not).
+func hostEntry(e Entry) string {
+	switch e.Proto {
+	case "udp":
+		return hostPrefix(e.Value) + "/udp"
+	case "icmp", "ipv6-icmp":
+		return hostPrefix(e.Value) + "/icmp"
+	}
+	return hostPrefix(e.Value)
+}
+
+// mergeCIDRs joins the entries of one address: into its unscoped entry
+// when there is one (sorted first), else entry by entry.
 func mergeCIDRs(in []Suggested) []Suggested {
 	var out []Suggested
 	for _, c := range in {
-		if n := len(out); n > 0 && out[n-1].Value == c.Value {
+		if n := len(out); n > 0 && (out[n-1].Value == c.Value || strings.HasPrefix(c.Value, out[n-1].Value+"/")) {
 			out[n-1].Note += "; " + c.Note
 			continue
 		}

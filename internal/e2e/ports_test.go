@@ -13,7 +13,7 @@ name      = "sb1"
 interface = "veth-sb1"
 sources   = ["10.231.0.2/32", "fd00:231::2/128"]
 mode      = "custom"
-allow_domains = ["allowed.test:443", "*.wild.test:80"]
+allow_domains = ["allowed.test:443", "*.wild.test:79-80"]
 `
 
 // TestDomainPorts: an allow_domains entry with ports admits the name on
@@ -41,14 +41,14 @@ func TestDomainPorts(t *testing.T) {
 	for target, want := range map[string]string{
 		"allowed.test:443": "allow: allowed.test matches allow_domains allowed.test:443",
 		"allowed.test:80":  "deny: allowed.test matches no rule",
-		"a.wild.test:80":   "allow: a.wild.test matches allow_domains *.wild.test:80",
+		"a.wild.test:80":   "allow: a.wild.test matches allow_domains *.wild.test:79-80",
 	} {
 		out, _ := e.egressd("check", "-socket", sock, "-sandbox", "sb1", target)
 		if !strings.HasPrefix(out, want) {
 			t.Errorf("check %s: %q, want %q", target, out, want)
 		}
 	}
-	if got, _ := e.egressd("policy", "get", "-socket", sock, "-sandbox", "sb1"); !strings.Contains(strings.Join(strings.Fields(got), ""), `"allow_domains":["allowed.test:443","*.wild.test:80"]`) {
+	if got, _ := e.egressd("policy", "get", "-socket", sock, "-sandbox", "sb1"); !strings.Contains(strings.Join(strings.Fields(got), ""), `"allow_domains":["allowed.test:443","*.wild.test:79-80"]`) {
 		t.Errorf("policy get: %s", got)
 	}
 }
@@ -60,7 +60,7 @@ name      = "sb1"
 interface = "veth-sb1"
 sources   = ["10.231.0.2/32", "fd00:231::2/128"]
 mode      = "custom"
-allow_cidrs = ["198.51.100.77/32:9001/udp", "[2001:db8:77::/64]:9001/udp", "198.51.100.78/32:9000/tcp",
+allow_cidrs = ["198.51.100.77/32:9001/udp", "[2001:db8:77::/64]:9001,9003/udp", "198.51.100.78/32:8999-9000/tcp",
                "[2001:db8:77::/64]:9000", "198.51.100.79/32", "198.51.100.80/32/icmp"]
 deny_cidrs  = ["198.51.100.79/32:9001/udp", "198.51.100.79/32:9002/tcp"]
 `

@@ -138,6 +138,9 @@ func (w chainWriter) dns(port int) {
 // denyCIDRs drops non-TCP to deny_cidrs; TCP goes on to the proxy, which
 // logs the denial and resets the connection.
 func (w chainWriter) denyCIDRs() {
+	// A packet whose transport header is too short for th dport would
+	// miss the port-scoped sets below: conntrack calls it invalid.
+	w.denied("meta l4proto != tcp ct state invalid", w.deny, "malformed")
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
 	w.denied("ip saddr . ip daddr @deny4 meta l4proto != tcp", w.deny, "deny_cidrs")
 	w.denied("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp", w.deny, "deny_cidrs")
@@ -245,7 +248,7 @@ func writeForwardChain(b *strings.Builder) {
 // per sandbox source, in sets kdrops4 and kdrops6 keyed by (source, id),
 // the id being the index here plus one (the rule's comment is the name).
 var KernelReasons = []string{"mode deny-all", "DNS: no resolver", "deny_cidrs", "protect_host", "isolate_sandboxes",
-	"mode custom: not allowed"}
+	"mode custom: not allowed", "malformed"}
 
 // denied writes a denial with verdict for packets matching match (all, if
 // ""), preceded by rules that count the packet under its source and reason

@@ -39,7 +39,7 @@ var (
 	errPatternEmpty = errors.New("empty pattern")
 	errPatternIP    = fmt.Errorf("%w; put addresses in allow_cidrs", errIPLiteral)
 	errPatternURL   = errors.New(`a URL, not a host name; write only the name, e.g. "api.example.com"`)
-	errPatternPort  = errors.New("a pattern takes no port; it applies to every port")
+	errPatternPort  = errors.New("ports follow the name once, as one list: name:443 or name:22,443")
 	errWildcard     = errors.New("a wildcard may only be the whole leftmost label")
 	errWildcardBare = errors.New(`a wildcard needs a name after it, e.g. "*.example.com"`)
 	errPatternLong  = errors.New("pattern longer than 253 octets")

@@ -103,7 +103,7 @@ func TestParsePattern(t *testing.T) {
 		{"IPv6 with port", "[2001:db8::7]:443", "", "put addresses in allow_cidrs"},
 		{"fullwidth IPv4", "１９８.５１.１００.７", "", "put addresses in allow_cidrs"},
 		{"numeric TLD", "*.10", "", "numeric"},
-		{"port", "a.test:443", "", "takes no port"},
+		{"port", "a.test:443", "", "ports follow the name once"},
 		{"URL", "https://a.test/", "", "a URL"},
 		{"path", "a.test/x", "", "a URL"},
 		{"query", "a.test?x", "", "a URL"},

@@ -170,3 +170,23 @@ func TestScopedCIDRs(t *testing.T) {
 		t.Error("NameMayReachPort ignores a port-scoped deny")
 	}
 }
+
+// Review findings: an unbracketed IPv6 address with a protocol is
+// ambiguous; a target's protocol is case-insensitive and icmp takes no
+// port.
+func TestScopedAmbiguities(t *testing.T) {
+	if _, err := ParseCIDREntry("2001:db8::1:53/udp"); err == nil || !strings.Contains(err.Error(), "prefix length or brackets") {
+		t.Errorf("2001:db8::1:53/udp: %v", err)
+	}
+	for _, ok := range []string{"2001:db8::1/128/udp", "[2001:db8::1]:53/udp", "[2001:db8::1]/udp"} {
+		if _, err := ParseCIDREntry(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	if tg, err := ParseTarget("198.51.100.7:53/UDP"); err != nil || tg.Proto != ProtoUDP || tg.Port != 53 {
+		t.Errorf("ParseTarget 53/UDP: %+v %v", tg, err)
+	}
+	if _, err := ParseTarget("198.51.100.7:53/icmp"); err == nil {
+		t.Error("ParseTarget took a port for icmp")
+	}
+}

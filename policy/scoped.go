@@ -81,6 +81,7 @@ var (
 	errICMPPorts  = errors.New("icmp takes no port")
 	errScopeForm  = errors.New("want PREFIX, PREFIX:PORTS, PREFIX/PROTO or PREFIX:PORTS/PROTO (an IPv6 prefix with ports in brackets: [2001:db8::/32]:443/tcp); PROTO is tcp, udp or icmp")
 	errV6Brackets = errors.New("an IPv6 prefix followed by ports goes in brackets: [2001:db8::/32]:443")
+	errV6Proto    = errors.New("an IPv6 address with a protocol takes a prefix length or brackets: 2001:db8::1/128/udp, or [2001:db8::1]:53/udp for a port")
 )
 
 // ParseCIDREntry reads an allow_cidrs or deny_cidrs entry: a prefix
@@ -93,6 +94,9 @@ func ParseCIDREntry(s string) (CIDRRule, error) {
 		if p, ok := protoNames[strings.ToLower(s[i+1:])]; ok {
 			rest, proto = s[:i], p
 		}
+	}
+	if proto != ProtoAny && !strings.HasPrefix(rest, "[") && strings.Count(rest, ":") > 1 && !strings.Contains(rest, "/") {
+		return CIDRRule{}, errV6Proto // 2001:db8::1:53/udp: a port, or the address's last group?
 	}
 	prefix, portList, hasPorts := rest, "", false
 	switch {

@@ -26,13 +26,16 @@ var errTarget = errors.New(`want host[:port], ip[:port][/tcp|/udp|/icmp] or [ipv
 // ports; an address's is not looked at (CIDR rules take no port yet).
 func ParseTarget(s string) (Target, error) {
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
-		p, ok := protoNames[s[i+1:]]
+		p, ok := protoNames[strings.ToLower(s[i+1:])]
 		if !ok {
 			return Target{}, fmt.Errorf("target %q: %w", s, errTarget)
 		}
 		t, err := ParseTarget(s[:i])
 		if err == nil && t.Name != "" {
 			return Target{}, fmt.Errorf("target %q: a protocol goes with an address (ip:port/udp)", s)
+		}
+		if err == nil && p == ProtoICMP && t.Port != 0 {
+			return Target{}, fmt.Errorf("target %q: %w", s, errICMPPorts)
 		}
 		t.Proto = p
 		return t, err

@@ -201,6 +201,9 @@ func (s *Server) judgeRequest(ctx context.Context, f *flow, host string, port ui
 	if !ok {
 		return policy.Decision{Reason: policy.ReasonUnknownSource}, nil, true
 	}
+	if port == 0 { // no service listens there; and 0 means "some port" to the policy
+		return policy.Decision{Reason: policy.ReasonMalformed, Name: host}, nil, true
+	}
 	// The request phase's read deadline ends here; peeking sets its own.
 	if a, err := netip.ParseAddr(host); err == nil {
 		f.dst = netip.AddrPortFrom(a.Unmap().WithZone(""), port)

@@ -42,8 +42,12 @@ func isPostgresOpening(first byte) bool { return first == 0 }
 func (s *Server) inspectPostgres(ctx context.Context, f *flow, peeked []byte, peek io.Reader) (raw []byte, sni string, ok bool) {
 	msg := append(make([]byte, 0, 8), peeked...)
 	for gss := 0; ; gss++ {
-		if _, err := io.ReadFull(peek, msg[len(msg):8][:8-len(msg)]); err != nil {
-			s.refuse(f, policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}, fmt.Errorf("postgres opening: %w", err))
+		if n, err := io.ReadFull(peek, msg[len(msg):8][:8-len(msg)]); err != nil {
+			// Fewer than 8 bytes: no Postgres opening, and a zero byte
+			// starts neither TLS nor HTTP.
+			if !s.forwardNameless(ctx, f, msg[:len(msg)+n], true) {
+				s.refuse(f, policy.Decision{Reason: policy.ReasonNoName, Addr: f.dst.Addr()}, fmt.Errorf("postgres opening: %w", err))
+			}
 			return nil, "", false
 		}
 		msg = msg[:8]

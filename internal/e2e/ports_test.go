@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/egressd/egressd/internal/netnstest"
 )
 
 // portSandbox allows names on some ports only.
@@ -106,5 +110,37 @@ func TestCIDRPorts(t *testing.T) {
 		if !strings.HasPrefix(out, want) {
 			t.Errorf("check %s: %q, want %q", target, out, want)
 		}
+	}
+}
+
+// TestShortTransportHeader: a UDP or ICMP packet too short for its
+// transport header's port field would miss the port-scoped sets; it is
+// dropped as malformed instead of passing an allow-all sandbox to a
+// destination a scoped deny_cidrs entry covers (found by review).
+func TestShortTransportHeader(t *testing.T) {
+	e := newEnv(t, `
+[[sandbox]]
+name      = "sb1"
+interface = "veth-sb1"
+sources   = ["10.231.0.2/32", "fd00:231::2/128"]
+mode      = "allow-all"
+deny_cidrs = ["203.0.113.5/32:5000/udp", "203.0.113.5/32/icmp"]
+`)
+	src, dst := netnstest.SandboxAddr4, netip.MustParseAddr("203.0.113.5")
+	count := nftCount(t, e.tp, e.tp.Internet, "short", "ip saddr 10.231.0.2 ip daddr 203.0.113.5 meta l4proto { udp, icmp }")
+	for _, proto := range []byte{17, 1} {
+		for n := 0; n < 4; n++ {
+			sendRaw4(t, e.tp.Sandbox, append(ip4hdr(src, dst, proto, n), make([]byte, n)...))
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := count(); got != "packets 0" {
+		t.Errorf("short UDP/ICMP packets to a scoped deny_cidrs destination arrived: %s", got)
+	}
+	// Control: a whole UDP datagram to another port passes.
+	sendRaw4(t, e.tp.Sandbox, udp4(src, dst, 40000, 5001, []byte("short-control")))
+	time.Sleep(200 * time.Millisecond)
+	if got := count(); got != "packets 1" {
+		t.Errorf("the control datagram: %s, want packets 1", got)
 	}
 }

@@ -26,11 +26,13 @@ func checkCmd(args []string) int {
 			"With -socket, the running egressd answers with the policy in force (API\n"+
 			"changes included); with -config, the file's policy is judged, and a policy\n"+
 			"set through the admin API that shadows it is pointed out on stderr.\n\n"+
-			"TARGET is host[:port], ip[:port] or [ipv6]:port; the port does not change\n"+
-			"the answer. A host is judged as the name a flow carries (TLS SNI, HTTP\n"+
-			"Host); its address is not resolved. An address is judged as a raw\n"+
-			"destination: in mode custom, one matching no CIDR rule is denied, since\n"+
-			"only a flow's name could still allow it.\n\n"+
+			"TARGET is host[:port], ip[:port][/tcp|/udp|/icmp] or [ipv6]:port[/proto];\n"+
+			"entries scoped to ports judge the port (a port alone means TCP; without a\n"+
+			"port, only entries for every port count, or for a host, some port). A\n"+
+			"host is judged as the name a flow carries (TLS SNI, HTTP Host); its\n"+
+			"address is not resolved. An address is judged as a raw destination: in\n"+
+			"mode custom, one matching no CIDR rule is denied, since only a flow's\n"+
+			"name could still allow it.\n\n"+
 			"A sandbox in report-only mode (audit = true) gets \"would-deny\" where\n"+
 			"enforcing would deny.\n\n"+
 			"Exit status: 0 allow, 1 deny or would-deny, 2 usage or config error,\n"+

@@ -23,10 +23,13 @@ const (
 var protoNames = map[string]Proto{"tcp": ProtoTCP, "udp": ProtoUDP, "icmp": ProtoICMP}
 
 func (p Proto) String() string {
-	for n, q := range protoNames {
-		if q == p {
-			return n
-		}
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoICMP:
+		return "icmp"
 	}
 	return ""
 }

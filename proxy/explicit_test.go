@@ -175,8 +175,9 @@ func (r *explicitRig) serveHTTP(t testing.TB, cert *tls.Certificate) string {
 	return port
 }
 
-// serveEcho answers every line with "ok " and the line, recording it.
-func (r *explicitRig) serveEcho(t testing.TB, host string) string {
+// serveConns listens on host:0 and hands every connection to handle,
+// closing it after; it returns the listener's address.
+func serveConns(t testing.TB, host string, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", host+":0")
 	if err != nil {
@@ -191,19 +192,27 @@ func (r *explicitRig) serveEcho(t testing.TB, host string) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					r.record("raw %s", strings.TrimSpace(line))
-					io.WriteString(c, "ok "+line)
-				}
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// serveEcho answers every line with "ok " and the line, recording it.
+func (r *explicitRig) serveEcho(t testing.TB, host string) string {
+	t.Helper()
+	return serveConns(t, host, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			r.record("raw %s", strings.TrimSpace(line))
+			io.WriteString(c, "ok "+line)
+		}
+	})
 }
 
 func needCurl(t *testing.T) {
@@ -673,39 +682,25 @@ func (r *explicitRig) servePostgres(t *testing.T, answer byte) string {
 	}
 	// A certificate of its own: the client skips verification and the
 	// test judges by what the server recorded.
-	ln, err := net.Listen("tcp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				req := make([]byte, 8)
-				if _, err := io.ReadFull(c, req); err != nil {
-					return
-				}
-				r.record("pg opening %x", req)
-				c.Write([]byte{answer})
-				if answer != 'S' {
-					return
-				}
-				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
-				line, err := bufio.NewReader(tc).ReadString('\n')
-				if err == nil {
-					r.record("pg tls sni=%s line=%s", tc.ConnectionState().ServerName, strings.TrimSpace(line))
-					io.WriteString(tc, "pong\n")
-				}
-			}()
+	addr := serveConns(t, "127.0.0.2", func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := make([]byte, 8)
+		if _, err := io.ReadFull(c, req); err != nil {
+			return
 		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+		r.record("pg opening %x", req)
+		c.Write([]byte{answer})
+		if answer != 'S' {
+			return
+		}
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		line, err := bufio.NewReader(tc).ReadString('\n')
+		if err == nil {
+			r.record("pg tls sni=%s line=%s", tc.ConnectionState().ServerName, strings.TrimSpace(line))
+			io.WriteString(tc, "pong\n")
+		}
+	})
+	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
 

@@ -18,9 +18,10 @@
 # in the default): egressd's SOCKS5 and CONNECT listener next to Debian's
 # tinyproxy, conns/s and bulk only.
 # Knobs (environment): SETUPS, BULK1_BYTES, BULK8_BYTES (per stream),
-# BULK_REPEAT (rounds, median reported),
+# BULK_REPEAT and RATE_REPEAT (rounds, median reported),
 # RATE_SECS, LAT_N, IDLE_N, EGRESSD (a prebuilt binary), OUT, KEEP (keep
-# the work directory with every log).
+# the work directory with every log), PROFILE (a file for egressd's CPU
+# profile under the rate load, top 15 by cumulative time).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,7 @@ BULK1_BYTES=${BULK1_BYTES:-1073741824}
 BULK8_BYTES=${BULK8_BYTES:-268435456}
 BULK_REPEAT=${BULK_REPEAT:-3}
 RATE_SECS=${RATE_SECS:-10}
+RATE_REPEAT=${RATE_REPEAT:-3}
 LAT_N=${LAT_N:-2000}
 IDLE_N=${IDLE_N:-5000}
 OUT=${OUT:-$ROOT/bench/results/latest.md}
@@ -145,9 +147,26 @@ measure() {
 		client "$setup" idle -n "$IDLE_N" -pid "$pid"
 	fi
 	client "$setup" latency -n "$LAT_N"
-	client "$setup" rate -concurrency 32 -duration "${RATE_SECS}s"
-	client "$setup" bulk -streams 1 -bytes "$BULK1_BYTES" -repeat "$BULK_REPEAT"
-	client "$setup" bulk -streams 8 -bytes "$BULK8_BYTES" -repeat "$BULK_REPEAT"
+	client "$setup" rate -concurrency 32 -duration "${RATE_SECS}s" -repeat "$RATE_REPEAT" -pid "$pid"
+	client "$setup" bulk -streams 1 -bytes "$BULK1_BYTES" -repeat "$BULK_REPEAT" -pid "$pid"
+	client "$setup" bulk -streams 8 -bytes "$BULK8_BYTES" -repeat "$BULK_REPEAT" -pid "$pid"
+}
+
+# profile_rate SOCKET OUT: one more rate round (not in the results) while
+# egressd's CPU profile is taken over its admin socket; the top 15
+# functions by cumulative time go to OUT, the profile next to it.
+profile_rate() {
+	local sock=$1 out=$2 cpid
+	log "  CPU profile of egressd under the rate load → $out"
+	curl -sf --unix-socket "$sock" -o "$out.pprof" \
+		"http://egressd/debug/pprof/profile?seconds=$RATE_SECS" &
+	cpid=$!
+	PIDS+=("$cpid")
+	ip netns exec "$SB" "$LOADGEN" rate -setup egressd-profile -target "$SERVER_IP:443" -name "$NAME" \
+		-ca "$WORK/ca.pem" -concurrency 32 -duration "$((RATE_SECS + 1))s" >/dev/null
+	wait "$cpid" || die "no CPU profile from $sock"
+	forget "$cpid"
+	(cd "$ROOT" && go tool pprof -top -cum -nodecount=15 "$EGRESSD" "$out.pprof") >"$out"
 }
 
 # deny_check SETUP: a name outside the policy must not get through. curl
@@ -198,6 +217,9 @@ EOF
 	wait_for 10 "egressd ready" grep -q '"msg":"ready"' "$WORK/egressd.log"
 	deny_check egressd
 	measure egressd "$pid"
+	if [ -n "${PROFILE:-}" ]; then
+		profile_rate "$WORK/egressd-admin.sock" "$PROFILE"
+	fi
 	stop "$pid"
 	ip netns exec "$FW" nft delete table inet egressd 2>/dev/null || true
 	log "  egressd logged $(grep -c '"msg":"flow"' "$WORK/egressd.log") flow lines"
@@ -342,7 +364,7 @@ ENV_TEXT=$(
 Run $(date -u +%Y-%m-%dT%H:%MZ) · egressd $(cd "$ROOT" && git describe --tags --always --dirty 2>/dev/null || echo dev) · $(go version | cut -d' ' -f3) · $(haproxy -v | head -1 | cut -d' ' -f1-3) · Linux $(uname -r) · $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), shared by client, proxy and server · load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the figures).
 
 Setups in one topology (sandbox ↔ firewall ↔ internet, veth): *direct* = the firewall forwards; *egressd* = \`egressd run\`, custom policy allowing $NAME; *HAProxy* = TPROXY to \`bind transparent\`, \`req.ssl_sni\` ACL then reject, \`server orig 0.0.0.0\` (original destination), both proxies log one line per connection; *HAProxy+splice* = the same with \`option splice-auto\`. TLS 1.3, X25519, ECDSA P-256, no resumption.
-Bulk: one download of $BULK1_BYTES bytes, or 8 parallel of $BULK8_BYTES each; Gbit/s of payload from the common start to the last byte, median of $BULK_REPEAT rounds. Conns/s: 32 workers for ${RATE_SECS}s, each connection = connect + full handshake + 5-byte request/response + close. Setup latency: $LAT_N sequential connections (after 100 warm-up), time from connect(2) to the client's handshake complete. Idle RSS: (VmRSS with $IDLE_N idle handshaken connections − VmRSS before) / $IDLE_N.
+Bulk: one download of $BULK1_BYTES bytes, or 8 parallel of $BULK8_BYTES each; Gbit/s of payload from the common start to the last byte, median of $BULK_REPEAT rounds. Conns/s: 32 workers for ${RATE_SECS}s, median of $RATE_REPEAT rounds, each connection = connect + full handshake + 5-byte request/response + close. Setup latency: $LAT_N sequential connections (after 100 warm-up), time from connect(2) to the client's handshake complete. Idle RSS: (VmRSS with $IDLE_N idle handshaken connections − VmRSS before) / $IDLE_N. Proxy CPU: user + system time of the proxy process and its children (/proc/PID/stat) over the measure, per completed connection of the rate measure and per GiB of payload of the bulk measure, median round.
 EOF
 	for n in "${NOTES[@]}"; do printf '\n**Note:** %s\n' "$n"; done
 )

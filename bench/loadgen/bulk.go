@@ -12,17 +12,19 @@ import (
 	"time"
 )
 
-// bulkCmd is `loadgen bulk -streams N -bytes B -repeat R`: N connections,
-// all handshaken first, then each downloads B bytes at once. Throughput is
-// all bytes over the time from the common start to the last byte; with
-// R > 1 rounds the result is the median round (min and max kept too), as
-// two shared cores make single rounds noisy.
+// bulkCmd is `loadgen bulk -streams N -bytes B -repeat R -pid P`: N
+// connections, all handshaken first, then each downloads B bytes at once.
+// Throughput is all bytes over the time from the common start to the last
+// byte, and the proxy P's CPU time over that same span per GiB; with R > 1
+// rounds the result is the median round of each (min and max of the
+// throughput kept too), as two shared cores make single rounds noisy.
 func bulkCmd(args []string) error {
 	fs := flag.NewFlagSet("bulk", flag.ContinueOnError)
 	cf := newClientFlags(fs)
 	streams := fs.Int("streams", 1, "parallel connections")
 	size := fs.Int64("bytes", 1<<30, "bytes per stream")
 	repeat := fs.Int("repeat", 3, "rounds; the median is reported")
+	pid := fs.Int("pid", 0, "proxy process whose CPU time is measured (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -31,16 +33,21 @@ func bulkCmd(args []string) error {
 		return err
 	}
 	res := Result{Setup: c.setup, Metric: fmt.Sprintf("bulk%d", *streams), Conns: *streams}
-	var rounds []float64
+	var rounds, cpus []float64
 	start := time.Now()
+	gib := float64(*size) * float64(*streams) / (1 << 30)
 	for range max(1, *repeat) {
-		gbps, err := bulkRound(c, *streams, *size)
+		gbps, cpu, err := bulkRound(c, *streams, *size, *pid)
 		if err != nil {
 			res.Errors++
 			res.FirstError = err.Error()
 			continue
 		}
 		rounds = append(rounds, gbps)
+		cpus = append(cpus, float64(cpu.Milliseconds())/gib)
+	}
+	if *pid != 0 {
+		res.CPUmsPerGiB = median(cpus)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	if res.Errors == 0 {
@@ -50,8 +57,9 @@ func bulkCmd(args []string) error {
 	return res.print()
 }
 
-// bulkRound runs one round and returns its Gbit/s.
-func bulkRound(c *client, streams int, size int64) (float64, error) {
+// bulkRound runs one round and returns its Gbit/s and the CPU time pid
+// took from the common start to the last byte.
+func bulkRound(c *client, streams int, size int64, pid int) (float64, time.Duration, error) {
 	conns := make([]*tls.Conn, streams)
 	for i := range conns {
 		var err error
@@ -59,8 +67,12 @@ func bulkRound(c *client, streams int, size int64) (float64, error) {
 			for _, tc := range conns[:i] {
 				tc.Close()
 			}
-			return 0, err
+			return 0, 0, err
 		}
+	}
+	meter, err := startCPU(pid)
+	if err != nil {
+		return 0, 0, err
 	}
 	start := time.Now()
 	errs := make([]error, len(conns))
@@ -74,10 +86,11 @@ func bulkRound(c *client, streams int, size int64) (float64, error) {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	if err := errors.Join(errs...); err != nil {
-		return 0, err
+	cpu, err := meter.used()
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return 0, 0, err
 	}
-	return float64(size) * float64(streams) * 8 / secs / 1e9, nil
+	return float64(size) * float64(streams) * 8 / secs / 1e9, cpu, nil
 }
 
 // download asks for n bytes and reads them to the server's close.

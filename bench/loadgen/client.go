@@ -156,10 +156,15 @@ type Result struct {
 	FDsBefore   int     `json:"fds_before,omitempty"`
 	FDsAfter    int     `json:"fds_after,omitempty"`
 	FDsPerConn  float64 `json:"fds_per_conn,omitempty"`
-	Conns       int     `json:"conns"`
-	Errors      int     `json:"errors"`
-	FirstError  string  `json:"first_error,omitempty"`
-	Seconds     float64 `json:"seconds"`
+	// The proxy's CPU time (user + system, its children's included) per
+	// connection of the rate measure and per GiB of the bulk measure,
+	// median round; 0 without -pid.
+	CPUusPerConn float64 `json:"cpu_us_per_conn,omitempty"`
+	CPUmsPerGiB  float64 `json:"cpu_ms_per_gib,omitempty"`
+	Conns        int     `json:"conns"`
+	Errors       int     `json:"errors"`
+	FirstError   string  `json:"first_error,omitempty"`
+	Seconds      float64 `json:"seconds"`
 }
 
 func (r Result) print() error {

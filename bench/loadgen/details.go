@@ -11,17 +11,18 @@ import (
 func writeDetails(w io.Writer, res results) {
 	fmt.Fprintln(w, "<details><summary>raw results</summary>")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| setup | metric | Gbit/s (min–max) | conns/s | p50 µs | p90 µs | p99 µs | RSS before KiB | RSS after KiB | KiB/conn | fds/conn | conns | errors | s | first error |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| setup | metric | Gbit/s (min–max) | conns/s | p50 µs | p90 µs | p99 µs | RSS before KiB | RSS after KiB | KiB/conn | fds/conn | CPU µs/conn | CPU ms/GiB | conns | errors | s | first error |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, setup := range setupOrder(res) {
 		for _, m := range []string{"bulk1", "bulk8", "rate", "latency", "idle"} {
 			r, ok := res.get(setup, m)
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %.1f | %s |\n",
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %.1f | %s |\n",
 				setup, m, gbps(r), num(r.ConnsPerSec), num(r.P50us), num(r.P90us), num(r.P99us),
 				num(float64(r.RSSBefore)), num(float64(r.RSSAfter)), num(r.KiBPerConn), num(r.FDsPerConn),
+				num(r.CPUusPerConn), num(r.CPUmsPerGiB),
 				r.Conns, r.Errors, r.Seconds, r.FirstError)
 		}
 	}

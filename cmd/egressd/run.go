@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -77,8 +78,9 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 		return err
 	}
 	kern := iptables.NewKernel(iptables.Installer{})
+	isLocal := watchLocal(ctx, log)
 	hooks := control.Hooks{Kernel: kernelHook(kern),
-		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: hostnet.IsLocal,
+		Links: hostnet.Links, Link: hostnet.LinkByName, IsLocal: isLocal,
 		Bridge: hostnet.EnsureBridgeNetfilter, LoopbackResolver: hostnet.LoopbackResolver,
 		BridgePorts: iptables.Installer{}.SetBridgePorts}
 	tproxyPort := cfg.Proxy.TProxyPort
@@ -91,7 +93,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	} else {
 		log.Info("only explicit proxy sandboxes: no kernel rules, no transparent proxy, no DNS resolver; " +
 			"a sandbox with an interface is refused until egressd restarts with one in its config")
-		hooks = control.Hooks{Kernel: noKernel, Refuse: refuseKernelSandboxes, IsLocal: hostnet.IsLocal}
+		hooks = control.Hooks{Kernel: noKernel, Refuse: refuseKernelSandboxes, IsLocal: isLocal}
 		tproxyPort = 0
 	}
 	ctl, err := control.New(cfg, store, hooks, log)
@@ -325,6 +327,19 @@ func removeRules(log *zap.Logger) {
 		return
 	}
 	log.Info("kernel rules removed (cleanup-on-exit)")
+}
+
+// watchLocal is protect_host's test for the host's own addresses: the
+// kernel's route lookup, its answers kept until rtnetlink announces a
+// change (a lookup per dial costs more than the rest of the decision).
+// Should the announcements be unavailable, every dial asks the kernel.
+func watchLocal(ctx context.Context, log *zap.Logger) func(netip.Addr) bool {
+	c, err := hostnet.WatchLocal(ctx)
+	if err != nil {
+		log.Warn("protect_host asks the kernel on every dial", zap.Error(err))
+		return hostnet.IsLocal
+	}
+	return c.IsLocal
 }
 
 func newLogger() (*zap.Logger, error) {

@@ -24,6 +24,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 
 	"go.uber.org/zap"
 
@@ -74,6 +75,12 @@ func NewHandler(ctl *control.Controller, p Parts, log *zap.Logger) http.Handler 
 	mux.HandleFunc("GET /v1/sandboxes/{name}/activity", h.activity)
 	mux.HandleFunc("GET /v1/connections", h.listConnections)
 	mux.HandleFunc("GET /v1/events", h.streamEvents)
+	// The Go runtime's profiles (CPU, heap, goroutines), for whoever may
+	// use the socket: `go tool pprof` reads them over it.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return jsonMisses(mux)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -263,4 +264,22 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestProfiles serves the runtime's profiles in pprof's own formats: a
+// goroutine dump names the test's own function, and an unknown profile is
+// a 404.
+func TestProfiles(t *testing.T) {
+	r := newRig(t, nil)
+	get := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		r.h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := get("/debug/pprof/goroutine?debug=2"); code != http.StatusOK || !strings.Contains(body, "TestProfiles") {
+		t.Fatalf("goroutine profile: %d, %.200s", code, body)
+	}
+	if code, _ := get("/debug/pprof/nosuch"); code != http.StatusNotFound {
+		t.Errorf("unknown profile: %d, want 404", code)
+	}
 }

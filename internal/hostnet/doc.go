@@ -3,7 +3,9 @@
 //
 //   - IsLocal: is an address the host's own (a route lookup answering
 //     local, broadcast, anycast or multicast)? Asked at the moment of use,
-//     so an address added after start counts at once.
+//     so an address added after start counts at once. LocalCache keeps
+//     the answers until rtnetlink announces a change of links, addresses,
+//     routes or rules.
 //   - Links: the interfaces, with the master (bridge, bond, …) each one is
 //     a port of.
 //

@@ -1,9 +1,11 @@
 package hostnet
 
 import (
+	"context"
 	"net/netip"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/egressd/egressd/internal/netnstest"
 )
@@ -106,5 +108,63 @@ func BenchmarkIsLocal(b *testing.B) {
 	a := netip.MustParseAddr("198.51.100.10")
 	for b.Loop() {
 		IsLocal(a)
+	}
+}
+
+// TestLocalCacheFollowsChanges: an address added or removed after the
+// cache answered for it is judged anew at once, by route changes too.
+func TestLocalCacheFollowsChanges(t *testing.T) {
+	tp := netnstest.New(t)
+	a := netip.MustParseAddr("203.0.113.77")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var c *LocalCache
+	ask := func() (got bool) {
+		netnstest.Do(tp.Firewall, func() error { got = c.IsLocal(a); return nil })
+		return got
+	}
+	// eventually waits for the announcement; the bound is generous, the
+	// wait is usually microseconds.
+	eventually := func(want bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for ask() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: IsLocal(%s) still %v", what, a, !want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := netnstest.Do(tp.Firewall, func() (err error) { c, err = WatchLocal(ctx); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if ask() || ask() { // the second answer is the kept one
+		t.Fatal("not yet an address of the host, yet local")
+	}
+	tp.AddAddr(tp.Firewall, netnstest.FirewallInternetIface, a.String()+"/32")
+	eventually(true, "after the address was added")
+	tp.Run(tp.Firewall, "ip", "addr", "del", a.String()+"/32", "dev", netnstest.FirewallInternetIface)
+	eventually(false, "after the address was removed")
+	tp.Run(tp.Firewall, "ip", "route", "add", "local", a.String()+"/32", "dev", "lo")
+	eventually(true, "after a local route was added")
+	cancel()
+	// Unwatched: every call asks the kernel, so it still sees changes.
+	time.Sleep(50 * time.Millisecond)
+	tp.Run(tp.Firewall, "ip", "route", "del", "local", a.String()+"/32", "dev", "lo")
+	if ask() {
+		t.Error("after the watch ended, a removed local route still counted")
+	}
+}
+
+// BenchmarkLocalCache is the price of protect_host per dial once the
+// answer is kept (next to BenchmarkIsLocal's lookup).
+func BenchmarkLocalCache(b *testing.B) {
+	c, err := WatchLocal(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := netip.MustParseAddr("198.51.100.10")
+	for b.Loop() {
+		c.IsLocal(a)
 	}
 }

@@ -17,15 +17,23 @@ import (
 // here (callers judge both forms). Any error counts as local: the caller
 // is guarding the host, and doubt must fail closed.
 func IsLocal(a netip.Addr) bool {
+	local, _ := isLocal(a)
+	return local
+}
+
+// isLocal is IsLocal; final reports whether the answer is the kernel's
+// (a route, or none at all) rather than a failure counted as local.
+func isLocal(a netip.Addr) (local, final bool) {
 	t, err := routeType(a.Unmap())
 	if err != nil {
-		return !errors.Is(err, unix.ENETUNREACH) && !errors.Is(err, unix.EHOSTUNREACH)
+		unreachable := errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH)
+		return !unreachable, unreachable
 	}
 	switch t {
 	case unix.RTN_LOCAL, unix.RTN_BROADCAST, unix.RTN_ANYCAST, unix.RTN_MULTICAST:
-		return true
+		return true, true
 	}
-	return false
+	return false, true
 }
 
 // routeType asks the kernel for the route to a (RTM_GETROUTE, as

@@ -59,19 +59,16 @@ func (s *Set) notePeers() {
 // when the guard forbids it.
 func (s *Set) Guarded(sb *Sandbox, a netip.Addr) (Decision, bool) {
 	a = a.Unmap().WithZone("")
-	for _, c := range candidates(a) {
+	// a and, for an IPv6 address that embeds an IPv4 one, that IPv4
+	// address too: NAT64 or 6to4 would deliver the flow there.
+	v4s, n := embedded(a)
+	for _, c := range append([]netip.Addr{a}, v4s[:n]...) { // on the stack
 		if d, bad := s.guarded(sb, c); bad {
 			d.Addr = a
 			return d, true
 		}
 	}
 	return Decision{}, false
-}
-
-// candidates is a and, for an IPv6 address that embeds an IPv4 one, that
-// IPv4 address too: NAT64 or 6to4 would deliver the flow there.
-func candidates(a netip.Addr) []netip.Addr {
-	return append([]netip.Addr{a}, Embedded(a)...)
 }
 
 func (s *Set) guarded(sb *Sandbox, a netip.Addr) (Decision, bool) {

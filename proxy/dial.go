@@ -66,12 +66,11 @@ const noKeepAlive = -1
 func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: s.opts.DialTimeout, KeepAlive: noKeepAlive}
 	start := time.Now()
-	c, err := d.DialContext(ctx, "tcp", target.String())
+	tc, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, target) // no address parsing, no resolver
 	s.dialLat.Observe(time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)
 	}
-	tc := c.(*net.TCPConn)
 	if !f.setRemote(tc) {
 		tc.Close()
 		return nil, fmt.Errorf("proxy: dial %s: flow closed", target)

@@ -9,11 +9,11 @@ import (
 	"github.com/egressd/egressd/policy"
 )
 
-// forward dials target, replays the peeked bytes and relays both
-// directions, each on a fresh goroutine, then returns: the handler's
-// goroutine, whose stack grew while it peeked and dialled, ends, and an
-// idle flow keeps only two shallow stacks. The last direction to finish
-// closes both sides and ends the flow.
+// forward dials target, replays the peeked bytes and hands the flow to a
+// pump (or, with none, to a goroutine per direction), then returns: the
+// handler's goroutine, whose stack grew while it peeked and dialled,
+// ends, and an idle flow keeps no goroutine at all. The last direction to
+// finish closes both sides and ends the flow.
 func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, peeked []byte) {
 	remote, err := s.dial(ctx, f, target)
 	if err == nil && f.postgres {
@@ -60,6 +60,13 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 			err = *p
 		}
 		s.endFlow(f, f.decision, err)
+	}
+	if p := s.pump(); p != nil {
+		if err := p.add(f, remote, finish); err != nil {
+			finish(err)
+			finish(err)
+		}
+		return
 	}
 	go func() { finish(proxyDown(f, remote)) }()
 	go func() { finish(proxyUp(f, remote)) }()

@@ -28,6 +28,7 @@ type flow struct {
 	decision policy.Decision // what admitted (or refused) the flow
 	upstream netip.AddrPort  // the address actually dialled
 	remote   *net.TCPConn
+	pumped   *pumped          // its relay, while a pump moves its bytes
 	admitted bool             // decided; name and decision are final
 	killed   bool             // closed by kill; no remote may be set
 	cutBy    *policy.Decision // the policy change that cut the flow, if any
@@ -88,17 +89,32 @@ func (f *flow) admit(name string, d policy.Decision, upstream netip.AddrPort) {
 	f.mu.Unlock()
 }
 
+// setPumped records that pf relays f, unless f was killed already.
+func (f *flow) setPumped(pf *pumped) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.killed {
+		return false
+	}
+	f.pumped = pf
+	return true
+}
+
 // kill resets both sides (SO_LINGER 0: what sits in the send buffers is
-// dropped, not delivered); a blocked copy, peek or dial returns at once.
+// dropped, not delivered); a blocked copy, peek or dial returns at once,
+// and the directions a pump relays end.
 func (f *flow) kill() {
 	f.mu.Lock()
 	f.killed = true
-	remote := f.remote
+	remote, pf := f.remote, f.pumped
 	f.mu.Unlock()
 	resetClose(f.client)
 	if remote != nil {
 		remote.SetLinger(0)
 		remote.Close()
+	}
+	if pf != nil {
+		pf.endAll()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,8 @@ type Server struct {
 	lnMu      sync.Mutex      // guards explicit
 	explicit  map[string]*explicitListener
 	peeks     *budget.Budget
+	pumps     atomic.Pointer[[]*pump] // while Serve runs; none: a goroutine per direction
+	nextPump  atomic.Uint32
 	peekLat   latency.Histogram // accept to the name read (TLS SNI, first HTTP Host)
 	dialLat   latency.Histogram // connecting upstream
 }
@@ -122,6 +125,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.lns == nil && s.listenCtx == nil {
 		return errors.New("proxy: Serve called before Listen")
 	}
+	s.startPumps()
+	defer s.stopPumps()
 	errc := make(chan error, len(s.lns))
 	for _, ln := range s.lns {
 		go s.acceptLoop(ctx, ln, errc)
@@ -140,6 +145,42 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.closeListeners()
 	s.drain()
 	return err
+}
+
+// startPumps starts a pump per CPU the runtime uses. Should epoll fail,
+// flows are relayed by a goroutine per direction instead.
+func (s *Server) startPumps() {
+	var pumps []*pump
+	for range runtime.GOMAXPROCS(0) {
+		p, err := newPump()
+		if err != nil {
+			s.log.Warn("relaying with two goroutines per flow", zap.Error(err))
+			for _, p := range pumps {
+				p.close()
+			}
+			return
+		}
+		pumps = append(pumps, p)
+	}
+	s.pumps.Store(&pumps)
+}
+
+// stopPumps closes the pumps once no flow is left in them.
+func (s *Server) stopPumps() {
+	if pumps := s.pumps.Swap(nil); pumps != nil {
+		for _, p := range *pumps {
+			p.close()
+		}
+	}
+}
+
+// pump picks the pump for a new flow, round robin; nil if there is none.
+func (s *Server) pump() *pump {
+	pumps := s.pumps.Load()
+	if pumps == nil {
+		return nil
+	}
+	return (*pumps)[int(s.nextPump.Add(1))%len(*pumps)]
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln *net.TCPListener, errc chan<- error) {

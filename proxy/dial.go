@@ -66,7 +66,7 @@ const noKeepAlive = -1
 func (s *Server) dial(ctx context.Context, f *flow, target netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: s.opts.DialTimeout, KeepAlive: noKeepAlive}
 	start := time.Now()
-	tc, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, target) // no address parsing, no resolver
+	tc, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, target)
 	s.dialLat.Observe(time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial %s: %w", target, err)

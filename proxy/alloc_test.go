@@ -20,6 +20,9 @@ const flowAllocBudget = 52
 // allocations within flowAllocBudget: the mallocs of flows through the
 // proxy less those of the same client and upstream talking directly.
 func TestFlowAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	r := newRig(t, customSpec())
 	ln, err := net.Listen("tcp4", "127.0.0.2:"+r.port)
 	if err != nil {

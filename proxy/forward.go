@@ -9,8 +9,9 @@ import (
 	"github.com/egressd/egressd/policy"
 )
 
-// forward dials target, replays the peeked bytes and hands the flow to a
-// pump (or, with none, to a goroutine per direction), then returns: the
+// forward dials target and hands the flow to a pump, which replays the
+// peeked bytes first (or, with none, replays them and starts a goroutine
+// per direction), then returns: the
 // handler's goroutine, whose stack grew while it peeked and dialled,
 // ends, and an idle flow keeps no goroutine at all. The last direction to
 // finish closes both sides and ends the flow.
@@ -33,16 +34,6 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 		s.refuse(f, d, err)
 		return
 	}
-	if len(peeked) > 0 {
-		n, err := remote.Write(peeked)
-		f.up.Add(int64(n))
-		if err != nil {
-			remote.Close()
-			f.client.Close()
-			s.endFlow(f, f.decision, err)
-			return
-		}
-	}
 	var pending atomic.Int32
 	pending.Store(2)
 	var firstErr atomic.Pointer[error] // the cause; the other side's error follows from kill
@@ -62,11 +53,21 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 		s.endFlow(f, f.decision, err)
 	}
 	if p := s.pump(); p != nil {
-		if err := p.add(f, remote, finish); err != nil {
+		if err := p.add(f, remote, peeked, finish); err != nil {
 			finish(err)
 			finish(err)
 		}
 		return
+	}
+	if len(peeked) > 0 {
+		n, err := remote.Write(peeked)
+		f.up.Add(int64(n))
+		if err != nil {
+			remote.Close()
+			f.client.Close()
+			s.endFlow(f, f.decision, err)
+			return
+		}
 	}
 	go func() { finish(proxyDown(f, remote)) }()
 	go func() { finish(proxyUp(f, remote)) }()

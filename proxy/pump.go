@@ -38,6 +38,7 @@ type pump struct {
 	// The loop's raw I/O: callbacks built once (a closure per call would
 	// allocate), with their operands and results.
 	waitFn, readFn, writeFn func(fd uintptr) bool
+	shutdownFn              func(fd uintptr)
 	events                  []unix.EpollEvent
 	ioBuf                   []byte
 	ioN                     int
@@ -61,7 +62,7 @@ func newPump() (*pump, error) {
 	}
 	p := &pump{ep: ep, rc: rc, flows: map[uint64]*pumped{}, buf: make([]byte, relayBufSize), done: make(chan struct{}),
 		events: make([]unix.EpollEvent, 128)}
-	p.waitFn, p.readFn, p.writeFn = p.wait, p.read, p.write
+	p.waitFn, p.readFn, p.writeFn, p.shutdownFn = p.wait, p.read, p.write, p.shutdownWrite
 	go p.loop()
 	return p, nil
 }
@@ -112,6 +113,12 @@ func (p *pump) read(fd uintptr) bool {
 func (p *pump) write(fd uintptr) bool {
 	p.rawRW(unix.SYS_WRITE, fd)
 	return true
+}
+
+// shutdownWrite passes a half-close on: shutdown(SHUT_WR), which sends
+// the FIN.
+func (p *pump) shutdownWrite(fd uintptr) {
+	unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
 }
 
 // rawRW reads or writes p.ioBuf (not empty) on fd.
@@ -215,17 +222,18 @@ type direction struct {
 	readable     bool    // the source may hold bytes not read yet
 	hup          bool    // the last event said the source's peer shut down: read on to EOF
 	pending      *[]byte // pooled buffer with bytes dst has not taken yet
-	pend         []byte  // those bytes, within *pending
+	pend         []byte  // those bytes, within *pending (or the peeked bytes, pending nil)
 }
 
-// add puts f, its upstream connected as remote, into the pump. end is
-// called once per direction as it ends.
-func (p *pump) add(f *flow, remote conn, end func(error)) error {
+// add puts f, its upstream connected as remote, into the pump; the loop
+// writes peeked (the client's first bytes, which f.client no longer
+// holds) upstream first. end is called once per direction as it ends.
+func (p *pump) add(f *flow, remote conn, peeked []byte, end func(error)) error {
 	pf := &pumped{p: p, f: f, end: end}
 	// Not readable until an event says so: registering a socket queues
 	// an event whose mask is the socket's state as of the loop's
 	// epoll_wait, bytes or FIN that arrived before included.
-	pf.dirs[sideClient] = direction{src: f.client, dst: remote, count: &f.up}
+	pf.dirs[sideClient] = direction{src: f.client, dst: remote, count: &f.up, pend: peeked}
 	pf.dirs[sideRemote] = direction{src: remote, dst: f.client, count: &f.down}
 	crc, err := f.client.SyscallConn()
 	if err != nil {
@@ -358,7 +366,9 @@ func (pf *pumped) relayOn(d *direction, pend []byte, pending *[]byte) {
 		if len(pend) > 0 {
 			n, err := d.dst.Write(pend)
 			d.count.Add(int64(n))
-			relayBufs.Put(pending)
+			if pending != nil {
+				relayBufs.Put(pending)
+			}
 			if err != nil {
 				return err
 			}
@@ -437,7 +447,7 @@ func (pf *pumped) step(i int) (done bool, err error) {
 			return false, rerr
 		case n == 0:
 			d.state = ended
-			d.dst.CloseWrite()
+			d.dstRC.Control(pf.p.shutdownFn)
 			return true, nil
 		}
 		if n < len(pf.p.buf) && !d.hup {
@@ -481,6 +491,6 @@ func (d *direction) flush(p *pump) (blocked bool, err error) {
 func (d *direction) releasePending() {
 	if d.pending != nil {
 		relayBufs.Put(d.pending)
-		d.pending, d.pend = nil, nil
 	}
+	d.pending, d.pend = nil, nil
 }

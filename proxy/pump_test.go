@@ -20,6 +20,7 @@ import (
 type pumpRig struct {
 	sandbox, upstream *net.TCPConn
 	client, remote    *net.TCPConn // the pump's sockets
+	peeked            []byte       // what the pump replays upstream first
 	f                 *flow
 	mu                sync.Mutex
 	ends              []error
@@ -52,7 +53,7 @@ func newPumpRig(t *testing.T, before func(r *pumpRig)) *pumpRig {
 			close(r.done)
 		}
 	}
-	if err := p.add(r.f, remote, end); err != nil {
+	if err := p.add(r.f, remote, r.peeked, end); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -245,12 +246,33 @@ func TestPumpIdleFlowsHoldNoGoroutine(t *testing.T) {
 	for range 50 {
 		_, client := tcpPair(t)
 		remote, _ := tcpPair(t)
-		if err := p.add(&flow{client: client, remote: remote}, remote, func(error) {}); err != nil {
+		if err := p.add(&flow{client: client, remote: remote}, remote, nil, func(error) {}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
 	if n := runtime.NumGoroutine(); n > base {
 		t.Errorf("%d goroutines with 50 idle flows, %d before", n, base)
+	}
+}
+
+// TestPumpReplaysPeeked: the bytes read while peeking go upstream first,
+// counted, then what the sandbox sends after.
+func TestPumpReplaysPeeked(t *testing.T) {
+	hello := bytes.Repeat([]byte("hello"), 10000) // more than one write's worth on a small buffer
+	r := newPumpRig(t, func(r *pumpRig) {
+		r.peeked = hello
+		r.remote.SetWriteBuffer(4096)
+	})
+	r.sandbox.Write([]byte("-and-then"))
+	r.sandbox.CloseWrite()
+	want := append(append([]byte{}, hello...), "-and-then"...)
+	if got := readAll(t, r.upstream); !bytes.Equal(got, want) {
+		t.Fatalf("upstream got %d bytes, want %d in order", len(got), len(want))
+	}
+	r.upstream.Close()
+	r.wait(t)
+	if r.f.up.Load() != int64(len(want)) {
+		t.Errorf("counted %d, want %d", r.f.up.Load(), len(want))
 	}
 }

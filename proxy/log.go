@@ -48,7 +48,7 @@ func (s *Server) endFlow(f *flow, d policy.Decision, err error) {
 	if d.Verdict != policy.Allow { // denied, or would be (report-only mode)
 		level = zap.WarnLevel
 	}
-	ce := s.log.Check(level, msg)
+	ce := s.flowLog.Check(level, msg)
 	if ce == nil {
 		return
 	}

@@ -63,6 +63,7 @@ type Options struct {
 type Server struct {
 	opts      Options
 	log       *zap.Logger
+	flowLog   *zap.Logger // the per-flow lines: no caller (finding it was 1.3 % of the CPU per flow)
 	sandboxes atomic.Pointer[policy.Set]
 	flows     *registry
 	stats     counters
@@ -89,7 +90,8 @@ func NewServer(opts Options, set *policy.Set) *Server {
 	if opts.MaxPeekBytes <= 0 {
 		opts.MaxPeekBytes = DefaultMaxPeekBytes
 	}
-	s := &Server{opts: opts, log: opts.Logger.Named("proxy"), flows: newRegistry(),
+	log := opts.Logger.Named("proxy")
+	s := &Server{opts: opts, log: log, flowLog: log.WithOptions(zap.WithCaller(false)), flows: newRegistry(),
 		peeks: budget.New(opts.MaxPeekBytesPerSandbox, opts.MaxPeekBytes), explicit: map[string]*explicitListener{}}
 	s.sandboxes.Store(set)
 	return s

@@ -27,8 +27,8 @@ const (
 )
 
 var (
-	// errNotTLS: the first byte is not a TLS handshake record; the byte read
-	// is in raw and the caller may try HTTP.
+	// errNotTLS: the first byte is not a TLS handshake record; the bytes
+	// read (one to five) are in raw and the caller may try HTTP.
 	errNotTLS = errors.New("not a TLS handshake")
 	// errMalformedHello: the bytes claim to be a ClientHello but break its grammar.
 	errMalformedHello = errors.New("malformed TLS ClientHello")
@@ -44,8 +44,13 @@ var (
 // sends later stay in r. raw holds the consumed bytes on error too. A hello
 // without a server_name extension yields sni "" and a nil error.
 func readClientHello(r io.Reader) (raw []byte, sni string, err error) {
-	raw = make([]byte, 1, 2048)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	// One read for what has come of the first record header (a byte at
+	// least, five at most: never past the header), rather than its first
+	// byte, then the rest.
+	raw = make([]byte, recordHeaderLen, 2048)
+	n, err := io.ReadAtLeast(r, raw, 1)
+	raw = raw[:n]
+	if err != nil {
 		return raw[:0], "", fmt.Errorf("tls: reading first byte: %w", err)
 	}
 	if raw[0] != recordTypeHandshake {
@@ -95,11 +100,12 @@ func readHandshakeMessage(r io.Reader, raw []byte) ([]byte, []byte, error) {
 }
 
 // readRecord reads one handshake record onto *raw and returns its body
-// (aliasing *raw). For the first record the type byte is already in *raw.
+// (aliasing *raw). For the first record *raw already holds the start of
+// its header (its type byte at least).
 func readRecord(r io.Reader, raw *[]byte, first bool) ([]byte, error) {
 	start := len(*raw)
 	if first {
-		start--
+		start = 0
 	}
 	if start+recordHeaderLen > maxHelloBytes {
 		return nil, fmt.Errorf("tls: record header at offset %d: %w", start, errHelloTooLarge)

@@ -9,9 +9,8 @@ import (
 	"github.com/egressd/egressd/policy"
 )
 
-// forward dials target and hands the flow to a pump, which replays the
-// peeked bytes first (or, with none, replays them and starts a goroutine
-// per direction), then returns: the
+// forward dials target, replays the peeked bytes and hands the flow to a
+// pump (or, with none, to a goroutine per direction), then returns: the
 // handler's goroutine, whose stack grew while it peeked and dialled,
 // ends, and an idle flow keeps no goroutine at all. The last direction to
 // finish closes both sides and ends the flow.
@@ -52,22 +51,23 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 		}
 		s.endFlow(f, f.decision, err)
 	}
+	if len(peeked) > 0 {
+		// Written here, while the peek budget still holds them.
+		n, err := remote.Write(peeked)
+		f.up.Add(int64(n))
+		if err != nil {
+			f.kill()
+			finish(err)
+			finish(err)
+			return
+		}
+	}
 	if p := s.pump(); p != nil {
-		if err := p.add(f, remote, peeked, finish); err != nil {
+		if err := p.add(f, remote, finish); err != nil {
 			finish(err)
 			finish(err)
 		}
 		return
-	}
-	if len(peeked) > 0 {
-		n, err := remote.Write(peeked)
-		f.up.Add(int64(n))
-		if err != nil {
-			remote.Close()
-			f.client.Close()
-			s.endFlow(f, f.decision, err)
-			return
-		}
 	}
 	go func() { finish(proxyDown(f, remote)) }()
 	go func() { finish(proxyUp(f, remote)) }()

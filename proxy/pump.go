@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,16 +15,17 @@ import (
 // and one goroutine, so that a flow that is idle or short holds no
 // goroutine, no stack and no buffer: only its two sockets and a pumped
 // record. A flow stays in the pump until one of its directions has carried
-// spliceAfter bytes; it is then a bulk transfer, handed on to two
-// goroutines of its own (relay: splice(2) from there).
+// spliceAfter bytes (the check comes before each read, so at most one
+// buffer more); it is then a bulk transfer, handed on to a goroutine per
+// direction (relay: splice(2) from there).
 //
 // The pump's epoll fd is itself in the runtime's poller: the loop parks
 // like any goroutine waiting on a socket, and no thread blocks in
-// epoll_wait. Sockets are registered edge-triggered, and a read shorter
-// than the buffer counts as having drained the socket unless the peer has
-// already shut down its side: every later arrival (bytes, FIN, reset)
-// wakes the socket again and so queues a new event. That saves the read
-// returning EAGAIN that a blocking relay pays for every wait.
+// epoll_wait. Sockets are registered edge-triggered, and each readable
+// socket is read until EAGAIN or EOF: a read shorter than the buffer does
+// not mean the socket is drained (TCP stops at the urgent mark, a unix
+// socket after a message carrying descriptors). Work that may block (the
+// log line, closing the sockets) runs off the loop.
 type pump struct {
 	ep     *os.File
 	rc     syscall.RawConn
@@ -38,8 +38,15 @@ type pump struct {
 	// The loop's raw I/O: callbacks built once (a closure per call would
 	// allocate), with their operands and results.
 	waitFn, readFn, writeFn func(fd uintptr) bool
-	shutdownFn              func(fd uintptr)
 	events                  []unix.EpollEvent
+
+	// epoll_ctl from any goroutine, serialised: the callbacks, built
+	// once, and their operands.
+	ctlMu                 sync.Mutex
+	ctlSockFn, ctlEpollFn func(fd uintptr)
+	ctlOp, ctlFd          int
+	ctlEv                 unix.EpollEvent
+	ctlErr                error
 	ioBuf                   []byte
 	ioN                     int
 	ioErr                   error
@@ -62,7 +69,8 @@ func newPump() (*pump, error) {
 	}
 	p := &pump{ep: ep, rc: rc, flows: map[uint64]*pumped{}, buf: make([]byte, relayBufSize), done: make(chan struct{}),
 		events: make([]unix.EpollEvent, 128)}
-	p.waitFn, p.readFn, p.writeFn, p.shutdownFn = p.wait, p.read, p.write, p.shutdownWrite
+	p.waitFn, p.readFn, p.writeFn = p.wait, p.read, p.write
+	p.ctlSockFn, p.ctlEpollFn = p.ctlSock, p.ctlEpoll
 	go p.loop()
 	return p, nil
 }
@@ -86,19 +94,15 @@ func (p *pump) loop() {
 	}
 }
 
-// The loop's syscalls never block (non-blocking sockets, a zero
-// timeout), so they are made raw, without entersyscall/exitsyscall: a
-// socket write that does the TCP work of its packets inline can take tens
-// of microseconds, long enough for the runtime's sysmon to hand the loop's
-// P to another thread, which the loop must then wait for on return
-// (measured: 3 % less CPU per connection under the rate load).
+// The loop's syscalls go through x/sys/unix, which tells the scheduler:
+// a write on a non-blocking socket can still sleep in the kernel (on the
+// socket's lock, in reclaim, under a cgroup's memory.high), and a raw
+// syscall would then hold its P and stall a stop-the-world.
 
 // wait is the epoll fd's RawConn callback: the ready events, or park.
 func (p *pump) wait(fd uintptr) bool {
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&p.events[0])),
-		uintptr(len(p.events)), 0, 0, 0)
-	p.ioN, p.ioErr = int(n), errnoErr(e)
-	if e == unix.EINTR {
+	p.ioN, p.ioErr = unix.EpollWait(int(fd), p.events, 0)
+	if p.ioErr == unix.EINTR {
 		p.ioN, p.ioErr = 0, nil
 		return true // try again at once
 	}
@@ -106,39 +110,21 @@ func (p *pump) wait(fd uintptr) bool {
 }
 
 func (p *pump) read(fd uintptr) bool {
-	p.rawRW(unix.SYS_READ, fd)
-	return true
-}
-
-func (p *pump) write(fd uintptr) bool {
-	p.rawRW(unix.SYS_WRITE, fd)
-	return true
-}
-
-// shutdownWrite passes a half-close on: shutdown(SHUT_WR), which sends
-// the FIN.
-func (p *pump) shutdownWrite(fd uintptr) {
-	unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
-}
-
-// rawRW reads or writes p.ioBuf (not empty) on fd.
-func (p *pump) rawRW(trap, fd uintptr) {
 	for {
-		n, _, e := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p.ioBuf[0])), uintptr(len(p.ioBuf)))
-		if e != unix.EINTR {
-			p.ioN, p.ioErr = int(n), errnoErr(e)
-			return
+		p.ioN, p.ioErr = unix.Read(int(fd), p.ioBuf)
+		if p.ioErr != unix.EINTR {
+			return true
 		}
 	}
 }
 
-// errnoErr is e as an error, nil for 0; EAGAIN as the value callers
-// compare with.
-func errnoErr(e unix.Errno) error {
-	if e == 0 {
-		return nil
+func (p *pump) write(fd uintptr) bool {
+	for {
+		p.ioN, p.ioErr = unix.Write(int(fd), p.ioBuf)
+		if p.ioErr != unix.EINTR {
+			return true
+		}
 	}
-	return e
 }
 
 // rawRead reads once from rc into b without waiting; rawWrite writes
@@ -220,20 +206,18 @@ type direction struct {
 	count        *atomic.Int64
 	state        dirState
 	readable     bool    // the source may hold bytes not read yet
-	hup          bool    // the last event said the source's peer shut down: read on to EOF
 	pending      *[]byte // pooled buffer with bytes dst has not taken yet
-	pend         []byte  // those bytes, within *pending (or the peeked bytes, pending nil)
+	pend         []byte  // those bytes, within *pending
 }
 
-// add puts f, its upstream connected as remote, into the pump; the loop
-// writes peeked (the client's first bytes, which f.client no longer
-// holds) upstream first. end is called once per direction as it ends.
-func (p *pump) add(f *flow, remote conn, peeked []byte, end func(error)) error {
+// add puts f, its upstream connected as remote, into the pump. end is
+// called once per direction as it ends.
+func (p *pump) add(f *flow, remote conn, end func(error)) error {
 	pf := &pumped{p: p, f: f, end: end}
 	// Not readable until an event says so: registering a socket queues
 	// an event whose mask is the socket's state as of the loop's
 	// epoll_wait, bytes or FIN that arrived before included.
-	pf.dirs[sideClient] = direction{src: f.client, dst: remote, count: &f.up, pend: peeked}
+	pf.dirs[sideClient] = direction{src: f.client, dst: remote, count: &f.up}
 	pf.dirs[sideRemote] = direction{src: remote, dst: f.client, count: &f.down}
 	crc, err := f.client.SyscallConn()
 	if err != nil {
@@ -254,27 +238,48 @@ func (p *pump) add(f *flow, remote conn, peeked []byte, end func(error)) error {
 		p.forget(pf)
 		return errCut // killed meanwhile
 	}
-	// The sockets poll writable at once, so each registration queues an
-	// event and the loop steps both directions.
+	// Both sockets are registered before the loop may step the flow (it
+	// takes pf.mu), so a hand-off never misses one. They poll writable at
+	// once, so each registration queues an event.
+	pf.mu.Lock()
 	for side := range pf.dirs {
-		var cerr error
-		err := pf.dirs[side].srcRC.Control(func(fd uintptr) {
-			ev := eventKey(pf.id, side)
-			ev.Events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
-			cerr = unix.EpollCtl(pf.epfd(), unix.EPOLL_CTL_ADD, int(fd), &ev)
-		})
-		if err == nil {
-			err = cerr
+		if err = pf.epollCtl(unix.EPOLL_CTL_ADD, side); err != nil {
+			break
 		}
-		if err != nil {
-			f.kill() // ends both directions through pf
-			return nil
-		}
+	}
+	pf.mu.Unlock()
+	if err != nil {
+		f.kill() // ends both directions through pf
 	}
 	return nil
 }
 
-func (pf *pumped) epfd() int { return int(pf.p.ep.Fd()) }
+// epollCtl adds side's socket to the pump's epoll set, or deletes it,
+// holding both descriptors, so that neither can be closed (and its number
+// reused) meanwhile.
+func (pf *pumped) epollCtl(op, side int) error {
+	p := pf.p
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	p.ctlOp, p.ctlErr = op, nil
+	p.ctlEv = eventKey(pf.id, side)
+	p.ctlEv.Events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	if err := pf.dirs[side].srcRC.Control(p.ctlSockFn); err != nil {
+		return err
+	}
+	return p.ctlErr
+}
+
+func (p *pump) ctlSock(fd uintptr) {
+	p.ctlFd = int(fd)
+	if err := p.rc.Control(p.ctlEpollFn); err != nil {
+		p.ctlErr = err
+	}
+}
+
+func (p *pump) ctlEpoll(epfd uintptr) {
+	p.ctlErr = unix.EpollCtl(int(epfd), p.ctlOp, p.ctlFd, &p.ctlEv)
+}
 
 func (p *pump) forget(pf *pumped) {
 	p.mu.Lock()
@@ -294,7 +299,6 @@ func (pf *pumped) event(side int, events uint32) {
 	in := &pf.dirs[side]
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		in.readable = true
-		in.hup = events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	}
 	var nEnded int
 	var fail error
@@ -319,10 +323,20 @@ func (pf *pumped) event(side int, events uint32) {
 	}
 	pf.leaveIfDone()
 	pf.mu.Unlock()
-	for range nEnded {
+	if nEnded > 0 || fail != nil {
+		// Ending a flow logs it and closes its sockets: not on the loop,
+		// which a slow log sink would otherwise stall for every flow.
+		go pf.finishOff(nEnded, fail != nil)
+	}
+}
+
+// finishOff ends the directions the loop saw end, and kills the flow
+// after a failure (which ends the rest with pf.cause).
+func (pf *pumped) finishOff(ended int, failed bool) {
+	for range ended {
 		pf.end(nil)
 	}
-	if fail != nil {
+	if failed {
 		pf.f.kill()
 	}
 }
@@ -354,9 +368,7 @@ func (pf *pumped) handOn() {
 		d.pend, d.pending = nil, nil
 	}
 	for side := range pf.dirs {
-		pf.dirs[side].srcRC.Control(func(fd uintptr) {
-			unix.EpollCtl(pf.epfd(), unix.EPOLL_CTL_DEL, int(fd), nil)
-		})
+		pf.epollCtl(unix.EPOLL_CTL_DEL, side)
 	}
 }
 
@@ -444,14 +456,11 @@ func (pf *pumped) step(i int) (done bool, err error) {
 			d.readable = false
 			return false, nil
 		case rerr != nil:
-			return false, rerr
+			return false, os.NewSyscallError("read", rerr)
 		case n == 0:
 			d.state = ended
-			d.dstRC.Control(pf.p.shutdownFn)
+			d.dst.CloseWrite()
 			return true, nil
-		}
-		if n < len(pf.p.buf) && !d.hup {
-			d.readable = false // drained; what comes next wakes the socket
 		}
 		if err := d.write(pf.p, pf.p.buf[:n]); err != nil {
 			return false, err
@@ -464,7 +473,7 @@ func (d *direction) write(p *pump, b []byte) error {
 	n, err := p.rawWrite(d.dstRC, b)
 	d.count.Add(int64(n))
 	if err != nil && err != unix.EAGAIN {
-		return err
+		return os.NewSyscallError("write", err)
 	}
 	if n == len(b) {
 		return nil
@@ -485,7 +494,10 @@ func (d *direction) flush(p *pump) (blocked bool, err error) {
 	if len(d.pend) == 0 {
 		d.releasePending()
 	}
-	return false, err
+	if err != nil {
+		return false, os.NewSyscallError("write", err)
+	}
+	return false, nil
 }
 
 func (d *direction) releasePending() {

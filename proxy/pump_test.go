@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -20,7 +21,6 @@ import (
 type pumpRig struct {
 	sandbox, upstream *net.TCPConn
 	client, remote    *net.TCPConn // the pump's sockets
-	peeked            []byte       // what the pump replays upstream first
 	f                 *flow
 	mu                sync.Mutex
 	ends              []error
@@ -53,7 +53,7 @@ func newPumpRig(t *testing.T, before func(r *pumpRig)) *pumpRig {
 			close(r.done)
 		}
 	}
-	if err := p.add(r.f, remote, r.peeked, end); err != nil {
+	if err := p.add(r.f, remote, end); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -246,7 +246,7 @@ func TestPumpIdleFlowsHoldNoGoroutine(t *testing.T) {
 	for range 50 {
 		_, client := tcpPair(t)
 		remote, _ := tcpPair(t)
-		if err := p.add(&flow{client: client, remote: remote}, remote, nil, func(error) {}); err != nil {
+		if err := p.add(&flow{client: client, remote: remote}, remote, func(error) {}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -256,23 +256,70 @@ func TestPumpIdleFlowsHoldNoGoroutine(t *testing.T) {
 	}
 }
 
-// TestPumpReplaysPeeked: the bytes read while peeking go upstream first,
-// counted, then what the sandbox sends after.
-func TestPumpReplaysPeeked(t *testing.T) {
-	hello := bytes.Repeat([]byte("hello"), 10000) // more than one write's worth on a small buffer
+// readN reads from c until it has n bytes or d passes.
+func readN(c net.Conn, n int, d time.Duration) []byte {
+	c.SetReadDeadline(time.Now().Add(d))
+	got := make([]byte, n)
+	k, _ := io.ReadFull(c, got)
+	return got[:k]
+}
+
+// TestPumpUrgentData: TCP's read stops short at the urgent mark with
+// bytes still queued; the pump must read on, not take the short read for
+// a drained socket. (The urgent byte itself is out of band: not relayed,
+// as before.)
+func TestPumpUrgentData(t *testing.T) {
 	r := newPumpRig(t, func(r *pumpRig) {
-		r.peeked = hello
-		r.remote.SetWriteBuffer(4096)
+		r.sandbox.Write([]byte("AAAA"))
+		rc, _ := r.sandbox.SyscallConn()
+		var err error
+		rc.Control(func(fd uintptr) { err = unix.Sendto(int(fd), []byte("B"), unix.MSG_OOB, nil) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.sandbox.Write([]byte("CCCC"))
+		time.Sleep(20 * time.Millisecond) // all of it queued before the pump reads
 	})
-	r.sandbox.Write([]byte("-and-then"))
-	r.sandbox.CloseWrite()
-	want := append(append([]byte{}, hello...), "-and-then"...)
-	if got := readAll(t, r.upstream); !bytes.Equal(got, want) {
-		t.Fatalf("upstream got %d bytes, want %d in order", len(got), len(want))
+	if got := readN(r.upstream, 8, 5*time.Second); string(got) != "AAAACCCC" {
+		t.Errorf("upstream got %q, want AAAACCCC", got)
 	}
-	r.upstream.Close()
-	r.wait(t)
-	if r.f.up.Load() != int64(len(want)) {
-		t.Errorf("counted %d, want %d", r.f.up.Load(), len(want))
+}
+
+// TestPumpUnixClientWithDescriptors: an explicit proxy's client on a unix
+// socket sends a message carrying a descriptor (SCM_RIGHTS), which ends a
+// read early with bytes queued behind it: they are relayed too.
+func TestPumpUnixClientWithDescriptors(t *testing.T) {
+	p, err := newPump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sandbox, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sandbox.Close()
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	remote, upstream := tcpPair(t)
+	rights := unix.UnixRights(int(os.Stdin.Fd()))
+	if _, _, err := sandbox.(*net.UnixConn).WriteMsgUnix([]byte("AAAA"), rights, nil); err != nil {
+		t.Fatal(err)
+	}
+	sandbox.Write([]byte("CCCC"))
+	time.Sleep(20 * time.Millisecond)
+	if err := p.add(&flow{client: accepted.(*net.UnixConn), remote: remote}, remote, func(error) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(upstream, 8, 5*time.Second); string(got) != "AAAACCCC" {
+		t.Errorf("upstream got %q, want AAAACCCC", got)
 	}
 }

@@ -182,7 +182,7 @@ func (s *Server) pump() *pump {
 	if pumps == nil {
 		return nil
 	}
-	return (*pumps)[int(s.nextPump.Add(1))%len(*pumps)]
+	return (*pumps)[s.nextPump.Add(1)%uint32(len(*pumps))]
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln *net.TCPListener, errc chan<- error) {

@@ -21,11 +21,16 @@ import (
 //
 // The pump's epoll fd is itself in the runtime's poller: the loop parks
 // like any goroutine waiting on a socket, and no thread blocks in
-// epoll_wait. Sockets are registered edge-triggered, and each readable
-// socket is read until EAGAIN or EOF: a read shorter than the buffer does
-// not mean the socket is drained (TCP stops at the urgent mark, a unix
-// socket after a message carrying descriptors). Work that may block (the
-// log line, closing the sockets) runs off the loop.
+// epoll_wait. Sockets are registered edge-triggered. A TCP read shorter
+// than the buffer counts as having drained the socket, saving the read
+// that would return EAGAIN, unless the event that woke it said otherwise:
+// TCP stops a read short only at the urgent mark (EPOLLPRI) or a FIN
+// (EPOLLRDHUP), errors aside (EPOLLERR, EPOLLHUP), and each of those, or
+// more bytes, arriving after the loop's epoll_wait wakes the socket again.
+// Other sockets (an explicit proxy's unix client: a read stops after a
+// message carrying descriptors, with no event to say so) are read until
+// EAGAIN. Work that may block (the log line, closing the sockets) runs off
+// the loop.
 type pump struct {
 	ep     *os.File
 	rc     syscall.RawConn
@@ -206,6 +211,7 @@ type direction struct {
 	count        *atomic.Int64
 	state        dirState
 	readable     bool    // the source may hold bytes not read yet
+	shortDrains  bool    // a short read drains src: TCP, and the last event reported nothing but bytes
 	pending      *[]byte // pooled buffer with bytes dst has not taken yet
 	pend         []byte  // those bytes, within *pending
 }
@@ -263,7 +269,7 @@ func (pf *pumped) epollCtl(op, side int) error {
 	defer p.ctlMu.Unlock()
 	p.ctlOp, p.ctlErr = op, nil
 	p.ctlEv = eventKey(pf.id, side)
-	p.ctlEv.Events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	p.ctlEv.Events = unix.EPOLLIN | unix.EPOLLPRI | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 	if err := pf.dirs[side].srcRC.Control(p.ctlSockFn); err != nil {
 		return err
 	}
@@ -297,8 +303,10 @@ func (pf *pumped) event(side int, events uint32) {
 		return
 	}
 	in := &pf.dirs[side]
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		in.readable = true
+	const more = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLPRI // read on to EAGAIN or EOF
+	if events&(unix.EPOLLIN|more) != 0 {
+		_, tcp := in.src.(*net.TCPConn)
+		in.readable, in.shortDrains = true, tcp && events&more == 0
 	}
 	var nEnded int
 	var fail error
@@ -461,6 +469,9 @@ func (pf *pumped) step(i int) (done bool, err error) {
 			d.state = ended
 			d.dst.CloseWrite()
 			return true, nil
+		}
+		if n < len(pf.p.buf) && d.shortDrains {
+			d.readable = false // drained: what comes next wakes the socket
 		}
 		if err := d.write(pf.p, pf.p.buf[:n]); err != nil {
 			return false, err

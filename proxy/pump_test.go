@@ -264,24 +264,40 @@ func readN(c net.Conn, n int, d time.Duration) []byte {
 	return got[:k]
 }
 
+// sendUrgent sends b as TCP urgent data.
+func sendUrgent(t *testing.T, c *net.TCPConn, b []byte) {
+	t.Helper()
+	rc, _ := c.SyscallConn()
+	var err error
+	rc.Control(func(fd uintptr) { err = unix.Sendto(int(fd), b, unix.MSG_OOB, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPumpUrgentData: TCP's read stops short at the urgent mark with
 // bytes still queued; the pump must read on, not take the short read for
-// a drained socket. (The urgent byte itself is out of band: not relayed,
-// as before.)
+// a drained socket, whether the urgent byte was queued before the flow
+// entered the pump or came later. (The urgent byte itself is out of
+// band: not relayed, as before.)
 func TestPumpUrgentData(t *testing.T) {
 	r := newPumpRig(t, func(r *pumpRig) {
 		r.sandbox.Write([]byte("AAAA"))
-		rc, _ := r.sandbox.SyscallConn()
-		var err error
-		rc.Control(func(fd uintptr) { err = unix.Sendto(int(fd), []byte("B"), unix.MSG_OOB, nil) })
-		if err != nil {
-			t.Fatal(err)
-		}
+		sendUrgent(t, r.sandbox, []byte("B"))
 		r.sandbox.Write([]byte("CCCC"))
 		time.Sleep(20 * time.Millisecond) // all of it queued before the pump reads
 	})
 	if got := readN(r.upstream, 8, 5*time.Second); string(got) != "AAAACCCC" {
-		t.Errorf("upstream got %q, want AAAACCCC", got)
+		t.Fatalf("queued before: upstream got %q, want AAAACCCC", got)
+	}
+	for i := range 20 { // later, against a pump that has seen short reads drain the socket
+		r.sandbox.Write([]byte("DDDD"))
+		time.Sleep(time.Millisecond)
+		sendUrgent(t, r.sandbox, []byte("E"))
+		r.sandbox.Write([]byte("FFFF"))
+		if got := readN(r.upstream, 8, 5*time.Second); string(got) != "DDDDFFFF" {
+			t.Fatalf("round %d: upstream got %q, want DDDDFFFF", i, got)
+		}
 	}
 }
 

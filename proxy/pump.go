@@ -52,9 +52,9 @@ type pump struct {
 	ctlOp, ctlFd          int
 	ctlEv                 unix.EpollEvent
 	ctlErr                error
-	ioBuf                   []byte
-	ioN                     int
-	ioErr                   error
+	ioBuf                 []byte
+	ioN                   int
+	ioErr                 error
 }
 
 func newPump() (*pump, error) {

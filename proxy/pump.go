@@ -40,10 +40,13 @@ type pump struct {
 	buf    []byte // the loop's, for every read it makes
 	done   chan struct{}
 
-	// The loop's raw I/O: callbacks built once (a closure per call would
-	// allocate), with their operands and results.
+	// The loop's I/O through RawConn: callbacks built once (a closure
+	// per call would allocate), with their operands and results.
 	waitFn, readFn, writeFn func(fd uintptr) bool
 	events                  []unix.EpollEvent
+	ioBuf                   []byte
+	ioN                     int
+	ioErr                   error
 
 	// epoll_ctl from any goroutine, serialised: the callbacks, built
 	// once, and their operands.
@@ -52,9 +55,6 @@ type pump struct {
 	ctlOp, ctlFd          int
 	ctlEv                 unix.EpollEvent
 	ctlErr                error
-	ioBuf                 []byte
-	ioN                   int
-	ioErr                 error
 }
 
 func newPump() (*pump, error) {

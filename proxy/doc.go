@@ -19,7 +19,9 @@
 // Plain HTTP is gated request by request (every Host is checked, bodies are
 // followed to find the next head); TLS is relayed after the ClientHello.
 //
-// relay copies a direction through a pooled buffer, held only while bytes
-// move, until 256 KiB have passed, then hands it to splice(2): small
-// exchanges and idle flows cost no pipes, bulk transfers stay zero-copy.
+// An admitted flow's bytes are moved by a pump (pump.go): one epoll
+// instance and goroutine per CPU for all flows, so idle and short flows
+// hold no goroutine and no buffer. Past 256 KiB in one direction the flow
+// is handed to a goroutine per direction that splices (relay.go): bulk
+// transfers stay zero-copy.
 package proxy

@@ -11,14 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Relay tuning. A flow starts out copied through a shared buffer that is
-// taken only for the duration of one read(2) and write(2): an idle flow
-// holds no buffer, no pipe and a shallow goroutine stack. Once a direction
-// has carried spliceAfter bytes it is a bulk transfer, and the rest goes
-// through splice(2) (io.Copy between two *net.TCPConn), which keeps the
-// bytes in the kernel but holds a pipe (two descriptors) per direction for
-// the flow's lifetime. Handshakes and small request/response exchanges
-// never pay for the pipes.
+// Relay tuning. relay moves one direction on a goroutine of its own: a
+// flow handed on by its pump (past spliceAfter), the plain-HTTP gate's
+// upstream → sandbox copy, and every flow of a Server without pumps. It
+// copies through a shared buffer taken only for the duration of one
+// read(2) and write(2) until the direction has carried spliceAfter bytes;
+// the rest goes through splice(2) (io.Copy between two *net.TCPConn),
+// which keeps the bytes in the kernel but holds a pipe (two descriptors)
+// per direction for the flow's lifetime.
 const (
 	relayBufSize = 32 << 10
 	spliceAfter  = 256 << 10

@@ -262,14 +262,21 @@ func (de *dockerEnv) testLockdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("download still running 5 s after the lock-down")
 	}
-	// The uptime line follows "rc=N"; curl's error, on stderr, may land
-	// anywhere around them.
+	// The uptime line comes after "rc=N"; curl's error, on stderr (a
+	// stream of its own through docker exec), may land anywhere around
+	// them, between the two included.
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var stopped float64
-	err := fmt.Errorf("no rc= line")
+	err := fmt.Errorf("no uptime line after rc=")
 	for i, l := range lines {
-		if strings.HasPrefix(l, "rc=") && i+1 < len(lines) {
-			_, err = fmt.Sscan(lines[i+1], &stopped)
+		if !strings.HasPrefix(l, "rc=") {
+			continue
+		}
+		for _, next := range lines[i+1:] {
+			if _, serr := fmt.Sscan(next, &stopped); serr == nil {
+				err = nil
+				break
+			}
 		}
 	}
 	if err != nil {

@@ -76,20 +76,21 @@ func (s *Server) forward(ctx context.Context, f *flow, target netip.AddrPort, pe
 // proxyUp copies sandbox → upstream (relay: buffered while small, then
 // splice(2)).
 func proxyUp(f *flow, remote *net.TCPConn) error {
-	if err := relay(remote, f.client, &f.up); err != nil {
-		f.kill()
-		return err
-	}
-	remote.CloseWrite()
-	return nil
+	return relayDirection(f, remote, f.client, &f.up)
 }
 
 // proxyDown copies upstream → sandbox.
 func proxyDown(f *flow, remote *net.TCPConn) error {
-	if err := relay(f.client, remote, &f.down); err != nil {
+	return relayDirection(f, f.client, remote, &f.down)
+}
+
+// relayDirection relays src → dst to src's EOF and passes the half-close
+// on; an error kills f (both sides reset).
+func relayDirection(f *flow, dst, src conn, count *atomic.Int64) error {
+	if err := relay(dst, src, count); err != nil {
 		f.kill()
 		return err
 	}
-	f.client.CloseWrite()
+	dst.CloseWrite()
 	return nil
 }

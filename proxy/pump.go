@@ -380,28 +380,22 @@ func (pf *pumped) handOn() {
 	}
 }
 
-// relayOn is a handed-on direction's goroutine.
+// relayOn is a handed-on direction's goroutine: what dst had not taken
+// first, then relayDirection.
 func (pf *pumped) relayOn(d *direction, pend []byte, pending *[]byte) {
-	err := func() error {
-		if len(pend) > 0 {
-			n, err := d.dst.Write(pend)
-			d.count.Add(int64(n))
-			if pending != nil {
-				relayBufs.Put(pending)
-			}
-			if err != nil {
-				return err
-			}
+	if len(pend) > 0 {
+		n, err := d.dst.Write(pend)
+		d.count.Add(int64(n))
+		if pending != nil {
+			relayBufs.Put(pending)
 		}
-		return relay(d.dst, d.src, d.count)
-	}()
-	if err != nil {
-		pf.f.kill()
-		pf.end(err)
-		return
+		if err != nil {
+			pf.f.kill()
+			pf.end(err)
+			return
+		}
 	}
-	d.dst.CloseWrite()
-	pf.end(nil)
+	pf.end(relayDirection(pf.f, d.dst, d.src, d.count))
 }
 
 // leaveIfDone takes pf out of the pump once no direction is pumped.

@@ -36,6 +36,14 @@ func newPumpRig(t *testing.T, before func(r *pumpRig)) *pumpRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.close)
+	return newPumpRigIn(t, p, before)
+}
+
+// newPumpRigOn is a pumpRig in the pump p, which others share.
+func newPumpRigOn(t *testing.T, p *pump) *pumpRig { return newPumpRigIn(t, p, nil) }
+
+func newPumpRigIn(t *testing.T, p *pump, before func(r *pumpRig)) *pumpRig {
+	t.Helper()
 	sandbox, client := tcpPair(t)
 	remote, upstream := tcpPair(t)
 	r := &pumpRig{sandbox: sandbox, upstream: upstream, client: client, remote: remote,
@@ -337,5 +345,54 @@ func TestPumpUnixClientWithDescriptors(t *testing.T) {
 	}
 	if got := readN(upstream, 8, 5*time.Second); string(got) != "AAAACCCC" {
 		t.Errorf("upstream got %q, want AAAACCCC", got)
+	}
+}
+
+// TestPumpFloodDoesNotStarve: flows of one pump that never stop sending
+// (a flooding sandbox) leave another flow of the same pump its
+// exchanges: each event moves a bounded amount, and bulk flows leave for
+// goroutines of their own.
+func TestPumpFloodDoesNotStarve(t *testing.T) {
+	p, err := newPump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	stop := make(chan struct{})
+	defer close(stop)
+	for range 8 {
+		sandbox, client := tcpPair(t)
+		remote, upstream := tcpPair(t)
+		if err := p.add(&flow{client: client, remote: remote}, remote, func(error) {}); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, upstream)
+		go func() {
+			msg := bytes.Repeat([]byte("x"), 100)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := sandbox.Write(msg); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	victim := newPumpRigOn(t, p)
+	buf := make([]byte, 4)
+	for i := range 10 {
+		victim.sandbox.Write([]byte("PING"))
+		victim.upstream.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang guard
+		if _, err := io.ReadFull(victim.upstream, buf); err != nil {
+			t.Fatalf("exchange %d: upstream read: %v", i, err)
+		}
+		victim.upstream.Write([]byte("PONG"))
+		victim.sandbox.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(victim.sandbox, buf); err != nil || string(buf) != "PONG" {
+			t.Fatalf("exchange %d: sandbox read %q, %v", i, buf, err)
+		}
 	}
 }

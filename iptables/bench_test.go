@@ -1,9 +1,14 @@
 package iptables
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/egressd/egressd/internal/netnstest"
 )
 
 // scaleSandboxes are n sandboxes of the scale benchmark's shape: one /32
@@ -36,4 +41,65 @@ func BenchmarkChangeOne(b *testing.B) {
 			b.Fatal("no change")
 		}
 	}
+}
+
+// BenchmarkKernelChange is one sandbox's change among n through the
+// kernel (the new ruleset, its difference, the netlink batch and the
+// kernel's transaction), in a namespace of its own: removing it (µs-del),
+// adding it back (µs-add), and replacing its allow_cidrs (µs-put). Needs
+// root.
+func BenchmarkKernelChange(b *testing.B) {
+	for _, n := range []int{100, 1000, 3000} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			benchKernelChange(b, n)
+		})
+	}
+}
+
+func benchKernelChange(b *testing.B, n int) {
+	netnstest.RequireRoot(b)
+	ns := netnstest.NewNamespace(b)
+	in := Installer{Run: InNetns(ns), NetNS: ns}
+	k := NewKernel(in)
+	host := Host{ProtectHost: true}
+	sbs := scaleSandboxes(n)
+	ctx := context.Background()
+	b.Cleanup(func() { in.Cleanup(context.Background()) })
+	var err error
+	err = netnstest.Do(ns, func() error { return k.Apply(ctx, sbs, ports, host) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	without := slices.Delete(slices.Clone(sbs), n/2, n/2+1)
+	changed := slices.Clone(sbs)
+	changed[n/2].AllowCIDRs = prefixes("203.0.113.9/32", "203.0.113.10/32")
+	var del, add, put time.Duration
+	for b.Loop() {
+		err = netnstest.Do(ns, func() error {
+			t0 := time.Now()
+			err = k.Apply(ctx, without, ports, host)
+			t1 := time.Now()
+			if err == nil {
+				err = k.Apply(ctx, sbs, ports, host)
+			}
+			t2 := time.Now()
+			if err == nil {
+				err = k.Apply(ctx, changed, ports, host)
+			}
+			t3 := time.Now()
+			if err == nil {
+				err = k.Apply(ctx, sbs, ports, host)
+			}
+			del += t1.Sub(t0)
+			add += t2.Sub(t1)
+			put += t3.Sub(t2)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(del.Microseconds())/float64(b.N), "µs-del")
+	b.ReportMetric(float64(add.Microseconds())/float64(b.N), "µs-add")
+	b.ReportMetric(float64(put.Microseconds())/float64(b.N), "µs-put")
 }

@@ -144,6 +144,8 @@ func (w chainWriter) denyCIDRs() {
 	w.section("deny_cidrs: TCP goes on to the proxy, which logs and resets")
 	w.denied("ip saddr . ip daddr @deny4 meta l4proto != tcp", w.deny, "deny_cidrs")
 	w.denied("ip6 saddr . ip6 daddr @deny6 meta l4proto != tcp", w.deny, "deny_cidrs")
+	w.denied("ip saddr . ip daddr @deny4x meta l4proto != tcp", w.deny, "deny_cidrs")
+	w.denied("ip6 saddr . ip6 daddr @deny6x meta l4proto != tcp", w.deny, "deny_cidrs")
 	w.denied("ip saddr . ip daddr . meta l4proto . th dport @deny4p meta l4proto != tcp", w.deny, "deny_cidrs")
 	w.denied("ip6 saddr . ip6 daddr . meta l4proto . th dport @deny6p meta l4proto != tcp", w.deny, "deny_cidrs")
 }
@@ -189,17 +191,19 @@ func (w chainWriter) alive() {
 func (w chainWriter) protectHost() {
 	w.section("protect_host: not to this host's own addresses")
 	const local = "fib daddr type { local, broadcast, anycast, multicast }"
-	w.denied(local+" ip saddr . ip daddr != @exact4", w.deny, "protect_host")
-	w.denied(local+" ip6 saddr . ip6 daddr != @exact6", w.deny, "protect_host")
+	w.denied(local+" ip saddr . ip daddr != @exact4 ip saddr . ip daddr != @exact4x", w.deny, "protect_host")
+	w.denied(local+" ip6 saddr . ip6 daddr != @exact6 ip6 saddr . ip6 daddr != @exact6x", w.deny, "protect_host")
 }
 
 // isolate drops non-TCP to other sandboxes unless allow_cidrs names them.
 func (w chainWriter) isolate() {
 	w.section("isolate_sandboxes: not to other sandboxes")
-	w.denied("ip daddr @peers4 ip saddr . ip daddr != @named4", w.deny, "isolate_sandboxes")
-	w.denied("ip6 daddr @peers6 ip6 saddr . ip6 daddr != @named6", w.deny, "isolate_sandboxes")
-	w.denied("ip daddr . meta nfproto @peers4r ip saddr . ip daddr != @named4", w.deny, "isolate_sandboxes")
-	w.denied("ip6 daddr . meta nfproto @peers6r ip6 saddr . ip6 daddr != @named6", w.deny, "isolate_sandboxes")
+	const named4 = " ip saddr . ip daddr != @named4 ip saddr . ip daddr != @named4x"
+	const named6 = " ip6 saddr . ip6 daddr != @named6 ip6 saddr . ip6 daddr != @named6x"
+	w.denied("ip daddr @peers4"+named4, w.deny, "isolate_sandboxes")
+	w.denied("ip6 daddr @peers6"+named6, w.deny, "isolate_sandboxes")
+	w.denied("ip daddr . meta nfproto @peers4r"+named4, w.deny, "isolate_sandboxes")
+	w.denied("ip6 daddr . meta nfproto @peers6r"+named6, w.deny, "isolate_sandboxes")
 }
 
 // others judges every other protocol (UDP, ICMP, …) by mode.
@@ -209,6 +213,8 @@ func (w chainWriter) others(m Mode) {
 		w.rule("accept", "mode allow-all")
 		return
 	}
+	w.rule("ip saddr . ip daddr @allow4x accept", "allow_cidrs")
+	w.rule("ip6 saddr . ip6 daddr @allow6x accept", "allow_cidrs")
 	w.rule("ip saddr . ip daddr @allow4 accept", "allow_cidrs")
 	w.rule("ip6 saddr . ip6 daddr @allow6 accept", "allow_cidrs")
 	w.rule("ip saddr . ip daddr . meta l4proto . th dport @allow4p accept", "allow_cidrs with ports or a protocol")

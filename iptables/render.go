@@ -50,10 +50,11 @@ func isolateSandboxes(h Host) bool { return h.IsolateSandboxes }
 const pairs = "flags interval"
 
 // setDefs are the sets, in the order the script declares them. A
-// sandbox's single source addresses go to hash sets (sandbox4, peers4):
-// deleting an element of an interval set (pipapo) costs time that grows
-// with its size, ~5 ms at 1,000 elements, while a hash set's updates do
-// not. peers4r and peers6r add the constant meta nfproto to their key: as
+// sandbox's single source addresses go to hash sets (sandbox4, peers4),
+// and so do the (source, destination) pairs of one address each (the
+// sets ending in x): deleting an element of an interval set (pipapo)
+// costs time that grows with its size, ~5 ms at 1,000 elements, while a
+// hash set's updates do not. peers4r and peers6r add the constant meta nfproto to their key: as
 // a concatenation, an interval set is one kernel type (pipapo) whose
 // elements are a key and a key end, like every other interval set here.
 var setDefs = []setDef{
@@ -68,9 +69,13 @@ var setDefs = []setDef{
 	{name: "deny4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
 		comment: "(source, destination) pairs of every sandbox's deny_cidrs", needs: always},
 	{name: "deny6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: always},
+	{name: "deny4x", decl: "type ipv4_addr . ipv4_addr", comment: "… those of one source and one destination address", needs: always},
+	{name: "deny6x", decl: "type ipv6_addr . ipv6_addr", needs: always},
 	{name: "allow4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
 		comment: "… of allow_cidrs (mode custom)", needs: always},
 	{name: "allow6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: always},
+	{name: "allow4x", decl: "type ipv4_addr . ipv4_addr", comment: "… those of one source and one destination address", needs: always},
+	{name: "allow6x", decl: "type ipv6_addr . ipv6_addr", needs: always},
 	{name: "allow4p", decl: "type ipv4_addr . ipv4_addr . inet_proto . inet_service; " + pairs, interval: true,
 		comment: "… of allow_cidrs entries with ports or a protocol: (source, destination, protocol, port)", needs: always},
 	{name: "allow6p", decl: "type ipv6_addr . ipv6_addr . inet_proto . inet_service; " + pairs, interval: true, needs: always},
@@ -80,9 +85,13 @@ var setDefs = []setDef{
 	{name: "exact4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
 		comment: "… of allow_cidrs entries of one address (protect_host)", needs: protectHost},
 	{name: "exact6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: protectHost},
+	{name: "exact4x", decl: "type ipv4_addr . ipv4_addr", comment: "… those of one source address", needs: protectHost},
+	{name: "exact6x", decl: "type ipv6_addr . ipv6_addr", needs: protectHost},
 	{name: "named4", decl: "type ipv4_addr . ipv4_addr; " + pairs, interval: true,
 		comment: "… of allow_cidrs entries inside another sandbox's sources (isolate_sandboxes)", needs: isolateSandboxes},
 	{name: "named6", decl: "type ipv6_addr . ipv6_addr; " + pairs, interval: true, needs: isolateSandboxes},
+	{name: "named4x", decl: "type ipv4_addr . ipv4_addr", comment: "… those of one source and one destination address", needs: isolateSandboxes},
+	{name: "named6x", decl: "type ipv6_addr . ipv6_addr", needs: isolateSandboxes},
 	{name: "peers4", decl: "type ipv4_addr", comment: "every sandbox's source addresses (isolate_sandboxes)", needs: isolateSandboxes},
 	{name: "peers6", decl: "type ipv6_addr", needs: isolateSandboxes},
 	{name: "peers4r", decl: "typeof ip daddr . meta nfproto; " + pairs, interval: true,

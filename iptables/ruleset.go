@@ -178,10 +178,16 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 	add := func(set string, fields ...field) {
 		se.elems = append(se.elems, newElement(set, sb.Name, "", fields...))
 	}
+	// A pair of single addresses goes to the set's hash twin (set+"x"):
+	// see setDefs.
 	pairs := func(set string, srcs, dsts []netip.Prefix) {
 		for _, src := range srcs {
 			for _, d := range dsts {
-				add(set, prefixField(src), prefixField(d))
+				if src.IsSingleIP() && d.IsSingleIP() {
+					add(set+"x", addrField(src.Addr()), addrField(d.Addr()))
+				} else {
+					add(set, prefixField(src), prefixField(d))
+				}
 			}
 		}
 	}

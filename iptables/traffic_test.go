@@ -139,6 +139,28 @@ func TestTraffic(t *testing.T) {
 		})
 	})
 
+	// Pairs of single addresses live in hash sets (allow4x, deny4x), all
+	// others in interval sets (allow4, deny4): the same verdicts either way,
+	// and a deny in one wins over an allow in the other.
+	for _, tc := range []struct{ name, src4, src6 string }{
+		{"ranges of destinations", "10.231.0.2/32", "fd00:231::2/128"},
+		{"ranges of sources", "10.231.0.0/24", "fd00:231::/64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l.apply(t, Sandbox{Mode: ModeCustom,
+				Sources:    prefixes(tc.src4, tc.src6),
+				AllowCIDRs: prefixes("198.51.100.76/31", "198.51.100.64/30", "2001:db8::76/127", "2001:db8::64/126"),
+				DenyCIDRs:  prefixes("198.51.100.66/32", "2001:db8::66/128"),
+			}, noProxy)
+			passUDP(t, at(allowed4, 9999))
+			passUDP(t, at(allowed6, 9999))
+			dropUDP(t, "mode custom: not allowed", netip.Addr{}, at(other4, 9999))
+			dropUDP(t, "mode custom: not allowed", netip.Addr{}, at(other6, 9999))
+			dropUDP(t, "deny_cidrs", netip.Addr{}, at(denied4, 9999))
+			dropUDP(t, "deny_cidrs", netip.Addr{}, at(denied6, 9999))
+		})
+	}
+
 	t.Run("tproxy", func(t *testing.T) {
 		l.apply(t, customSandbox(), withDNS)
 		proxy4 := l.listenTCP(t, l.Firewall, "tcp4", "0.0.0.0:15001", true)

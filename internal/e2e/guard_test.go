@@ -328,6 +328,22 @@ func TestGuardHostUnreachable(t *testing.T) {
 			}
 		})
 	}
+	// An allow_cidrs entry of one address opens that address of the host
+	// to the kernel's protocols, and only that one (a hash set when the
+	// source is one address too: exact4x, exact6x).
+	t.Run("custom naming host addresses exactly", func(t *testing.T) {
+		e := newEnv(t, strings.Replace(customAllowingHost, `["10.231.0.0/24", "fd00:231::/64", "198.51.100.0/24", "2001:db8::/64"]`,
+			`["10.231.0.1/32", "2001:db8::1/128"]`, 1))
+		host := e.hostServices(t)
+		probes{
+			e.udpProbe(e.tp.Sandbox, "10.231.0.1:8089", host, "exact-udp4"),
+			e.udpProbe(e.tp.Sandbox, "[2001:db8::1]:8089", host, "exact-udp6"),
+		}.reach(t, "the host's addresses named exactly")
+		probes{
+			e.udpProbe(e.tp.Sandbox, "198.51.100.1:8089", host, "exact-other4"),
+			e.udpProbe(e.tp.Sandbox, "[fd00:231::1]:8089", host, "exact-other6"),
+		}.none(t, "the host's addresses not named")
+	})
 	t.Run("protect_host off", func(t *testing.T) {
 		e := newEnv(t, "[host]\nprotect_host = false\n"+allowAllSandbox)
 		host := e.hostServices(t)

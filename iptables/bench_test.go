@@ -50,19 +50,27 @@ func BenchmarkChangeOne(b *testing.B) {
 // root.
 func BenchmarkKernelChange(b *testing.B) {
 	for _, n := range []int{100, 1000, 3000} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			benchKernelChange(b, n)
-		})
+		for _, shape := range []string{"exact", "range"} {
+			b.Run(fmt.Sprintf("N=%d/%s", n, shape), func(b *testing.B) {
+				sbs := scaleSandboxes(n)
+				if shape == "exact" { // the scale benchmark's: two /32 in allow_cidrs, no deny_cidrs
+					for i := range sbs {
+						sbs[i].AllowCIDRs, sbs[i].DenyCIDRs = prefixes("198.51.100.77/32", "203.0.113.7/32"), nil
+					}
+				}
+				benchKernelChange(b, sbs)
+			})
+		}
 	}
 }
 
-func benchKernelChange(b *testing.B, n int) {
+func benchKernelChange(b *testing.B, sbs []Sandbox) {
 	netnstest.RequireRoot(b)
 	ns := netnstest.NewNamespace(b)
 	in := Installer{Run: InNetns(ns), NetNS: ns}
 	k := NewKernel(in)
-	host := Host{ProtectHost: true}
-	sbs := scaleSandboxes(n)
+	host := Host{ProtectHost: true, IsolateSandboxes: true}
+	n := len(sbs)
 	ctx := context.Background()
 	b.Cleanup(func() { in.Cleanup(context.Background()) })
 	var err error

@@ -121,7 +121,9 @@ func diffRulesets(old, next *Ruleset) (gone, added map[string][]element) {
 		}
 	}
 	for si := range next.shared {
-		diffElements(old.shared[si], next.shared[si], gone, added)
+		if o, n := old.shared[si], next.shared[si]; len(o) != len(n) || len(n) > 0 && &o[0] != &n[0] {
+			diffElements(o, n, gone, added)
+		}
 	}
 	return gone, added
 }

@@ -36,7 +36,8 @@ type options struct {
 	interval time.Duration
 	size     int64
 	settle   time.Duration
-	ops      int // > 0: the scale benchmark's measure (opsRun) instead
+	ops      int  // > 0: the scale benchmark's measure (opsRun) instead
+	loadOnly bool // the clients alone, until SIGTERM (opsRun's child)
 }
 
 func main() {
@@ -56,7 +57,15 @@ func main() {
 	flag.Int64Var(&o.size, "size", 16384, "response body bytes per request")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "idle time before the last sample")
 	flag.IntVar(&o.ops, "ops", 0, "scale measure: time this many POST, PUT and DELETE of a sandbox, then a SIGHUP with config-a, under load")
+	flag.BoolVar(&o.loadOnly, "load-only", false, "run the clients alone until SIGTERM, then print their counts as JSON (the -ops measure's child process)")
 	flag.Parse()
+	if o.loadOnly {
+		if err := loadOnly(o); err != nil {
+			fmt.Fprintln(os.Stderr, "reload:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.pid == 0 || o.socket == "" || o.config == "" || o.configA == "" || (o.configB == "" && o.ops == 0) || o.ca == "" {
 		flag.Usage()
 		os.Exit(2)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -18,19 +16,21 @@ import (
 // resolver enforce the change); then one SIGHUP with one sandbox edited
 // (config A), timed until the admin API shows the edit. It prints one line
 // of figures and reports whether no request and no call failed.
+//
+// The clients run in a child process (-load-only), as a sandbox's
+// workload and a platform's API client are different processes: sharing
+// one Go scheduler with 32 TLS clients would time this process's own
+// wait for a CPU with every call.
 func opsRun(o options) (bool, error) {
-	l, err := newLoad(o)
-	if err != nil {
-		return false, err
-	}
 	a, err := os.ReadFile(o.configA)
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); l.run(ctx) }()
+	child, err := startLoad(o)
+	if err != nil {
+		return false, err
+	}
+	defer child.stop()
 	time.Sleep(time.Second) // clients warmed up
 	var post, put, del []time.Duration
 	var failed []string
@@ -61,21 +61,21 @@ func opsRun(o options) (bool, error) {
 			failed = append(failed, "SIGHUP: "+err.Error())
 		}
 	}
-	cancel()
-	wg.Wait()
-	l.closeIdle()
+	lc, errs, err := child.stop()
+	if err != nil {
+		return false, err
+	}
 	s, err := sample(o)
 	if err != nil {
 		return false, err
 	}
-	lc := l.snapshot()
 	fmt.Printf("POST p50 %s p95 %s | PUT p50 %s p95 %s | DELETE p50 %s p95 %s | SIGHUP %s | requests %d ok %d failed | RSS %.1f MiB\n",
 		pct(post, 50), pct(post, 95), pct(put, 50), pct(put, 95), pct(del, 50), pct(del, 95), ms(hup),
 		lc.ok, lc.failed, kib(s.rssKB))
 	for _, f := range failed[:min(len(failed), 5)] {
 		fmt.Println("  failed call:", f)
 	}
-	for e, n := range l.errs {
+	for e, n := range errs {
 		fmt.Printf("  request error x%d: %s\n", n, e)
 	}
 	return lc.failed == 0 && len(failed) == 0 && lc.ok > 0, nil

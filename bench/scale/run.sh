@@ -90,6 +90,7 @@ one() {
 		sleep 0.005
 	done
 	local startup=$(($(now_ms) - t0))
+	if [ -n "${NICE:-}" ]; then for t in /proc/$pid/task/*; do renice -n "$NICE" -p "${t##*/}" >/dev/null; done; fi
 	sleep 1
 	rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 	elems=$("$egressd" rules -config "$work/egressd.toml" | awk '/elements = \{$/ {e=1; next} e && /^\t\t}/ {e=0} e && !/#/ {n++} END {print n+0}')

@@ -186,7 +186,11 @@ func (c *Controller) Config() *config.Config {
 func (c *Controller) Apply(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.prepare(c.Sandboxes().All(), c.cfg.Host, true); err != nil {
+	guarded, err := c.prepare(c.Sandboxes().All(), c.cfg.Host, true)
+	if err != nil {
+		return err
+	}
+	if err := c.persist(c.added, c.overrides, guarded); err != nil {
 		return err
 	}
 	return c.commit(ctx, c.cfg, c.Sandboxes())
@@ -212,29 +216,30 @@ func (c *Controller) Preview() error {
 }
 
 // prepare checks sandboxes' interfaces on this host (warnings logged, a
-// bridge port refused) and persists them as guarded, before they may
-// apply. Guarding an interface that then does not apply is harmless.
-func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) error {
+// bridge port refused) and returns the guarded interfaces with theirs
+// added, for the caller to persist before they may apply. Guarding an
+// interface that then does not apply is harmless.
+func (c *Controller) prepare(sbs []*policy.Sandbox, host config.Host, all bool) ([]string, error) {
 	if c.hooks.Refuse != nil {
 		if err := c.hooks.Refuse(sbs, host); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if links, ok, err := c.links(sbs, all); err != nil {
-		return fmt.Errorf("control: %w", err)
+		return nil, fmt.Errorf("control: %w", err)
 	} else if ok {
 		warnings, err := Inspect(sbs, host, links, all)
 		for _, w := range warnings {
 			c.log.Warn(w)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := c.bridges(sbs, links); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return c.guard(sbs)
+	return c.guarding(sbs), nil
 }
 
 // bridges turns on bridge netfilter for every sandbox interface in links
@@ -398,8 +403,8 @@ func (c *Controller) links(sbs []*policy.Sandbox, all bool) ([]hostnet.Link, boo
 	return links, true, nil
 }
 
-// guard adds sandboxes' interfaces to the persisted guarded ones.
-func (c *Controller) guard(sbs []*policy.Sandbox) error {
+// guarding returns the guarded interfaces with sbs's added.
+func (c *Controller) guarding(sbs []*policy.Sandbox) []string {
 	next := slices.Clone(c.guarded)
 	for _, sb := range sbs {
 		if sb.Interface == "" {
@@ -409,14 +414,18 @@ func (c *Controller) guard(sbs []*policy.Sandbox) error {
 			next = append(next, sb.Interface)
 		}
 	}
-	if len(next) == len(c.guarded) {
-		return nil
-	}
 	slices.Sort(next)
-	if err := c.store.SaveGuarded(next); err != nil {
+	return next
+}
+
+// persist saves the API's sandboxes, the overrides and the guarded
+// interfaces (one Store.Save: one wait for the disk). The guarded ones
+// are kept even if the change then fails: guarding more is harmless.
+func (c *Controller) persist(added apiSandboxes, overrides map[string]policy.Spec, guarded []string) error {
+	if err := c.store.Save(added, overrides, guarded); err != nil {
 		return fmt.Errorf("%w: %w", ErrApply, err)
 	}
-	c.guarded = next
+	c.guarded = guarded
 	return nil
 }
 
@@ -434,7 +443,11 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := c.prepare(set.All(), next.Host, true); err != nil {
+	guarded, err := c.prepare(set.All(), next.Host, true)
+	if err != nil {
+		return err
+	}
+	if err := c.persist(c.added, c.overrides, guarded); err != nil {
 		return err
 	}
 	if err := c.commit(ctx, &next, set); err != nil {
@@ -507,14 +520,11 @@ func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy
 	if err != nil {
 		return err
 	}
-	if err := c.store.Save(next); err != nil {
-		return err
+	if err := c.persist(c.added, next, c.guarded); err != nil {
+		return c.restoreState(err)
 	}
 	if err := c.commit(ctx, c.cfg, set); err != nil {
-		if rerr := c.store.Save(c.overrides); rerr != nil {
-			return fmt.Errorf("%w; writing back the persisted policy failed too, so a restart would apply the refused change: %v", err, rerr)
-		}
-		return err
+		return c.restoreState(err)
 	}
 	c.overrides = next
 	c.publish(set, next, c.added)

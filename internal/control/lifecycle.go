@@ -95,10 +95,11 @@ func (c *Controller) AddSandbox(ctx context.Context, in config.SandboxInput) (*p
 		return nil, err
 	}
 	created, _ := set.ByName(in.Name)
-	if err := c.prepare([]*policy.Sandbox{created}, c.cfg.Host, false); err != nil {
+	guarded, err := c.prepare([]*policy.Sandbox{created}, c.cfg.Host, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.switchSandboxes(ctx, set, next, c.overrides); err != nil {
+	if err := c.switchSandboxes(ctx, set, next, c.overrides, guarded); err != nil {
 		return nil, err
 	}
 	return created, nil
@@ -124,18 +125,16 @@ func (c *Controller) RemoveSandbox(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return c.switchSandboxes(ctx, set, next, overrides)
+	return c.switchSandboxes(ctx, set, next, overrides, c.guarded)
 }
 
-// switchSandboxes persists the API's sandboxes and overrides, then
-// applies set. If applying fails, the previous state files are written
-// back.
-func (c *Controller) switchSandboxes(ctx context.Context, set *policy.Set, added apiSandboxes, overrides map[string]policy.Spec) error {
-	if err := c.store.SaveSandboxes(added); err != nil {
-		return fmt.Errorf("%w: %w", ErrApply, err)
-	}
-	if err := c.store.Save(overrides); err != nil {
-		return c.restoreState(fmt.Errorf("%w: %w", ErrApply, err))
+// switchSandboxes persists the API's sandboxes, overrides and guarded
+// interfaces, then applies set. If applying fails, the previous state
+// files are written back.
+func (c *Controller) switchSandboxes(ctx context.Context, set *policy.Set, added apiSandboxes,
+	overrides map[string]policy.Spec, guarded []string) error {
+	if err := c.persist(added, overrides, guarded); err != nil {
+		return c.restoreState(err)
 	}
 	if err := c.commit(ctx, c.cfg, set); err != nil {
 		return c.restoreState(err)
@@ -147,11 +146,8 @@ func (c *Controller) switchSandboxes(ctx context.Context, set *policy.Set, added
 
 // restoreState writes the running sandboxes and overrides back after err.
 func (c *Controller) restoreState(err error) error {
-	if rerr := c.store.SaveSandboxes(c.added); rerr != nil {
-		return fmt.Errorf("%w; writing back the persisted sandboxes failed too, so a restart would apply the refused change: %v", err, rerr)
-	}
-	if rerr := c.store.Save(c.overrides); rerr != nil {
-		return fmt.Errorf("%w; writing back the persisted policy failed too, so a restart would apply the refused change: %v", err, rerr)
+	if rerr := c.store.Save(c.added, c.overrides, c.guarded); rerr != nil {
+		return fmt.Errorf("%w; writing back the persisted sandboxes and policies failed too, so a restart would apply the refused change: %v", err, rerr)
 	}
 	return err
 }

@@ -26,7 +26,7 @@ const (
 type Store struct {
 	dir     string
 	mu      sync.Mutex
-	written map[string][]byte // what each file holds, as this Store last wrote it
+	written map[string][]byte // what each file holds, as this Store last read or wrote it
 }
 
 // NewStore returns a store in dir (created on first Save).
@@ -44,6 +44,7 @@ func (s *Store) Load() (map[string]policy.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	s.read(stateFile, data)
 	return parseState(path, data)
 }
 
@@ -80,6 +81,7 @@ func (s *Store) LoadGuarded() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	s.read(guardedFile, data)
 	var out []string
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("state: %s: want a JSON list of interface names: %w", path, err)
@@ -90,11 +92,6 @@ func (s *Store) LoadGuarded() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// SaveGuarded persists the guarded interfaces, atomically.
-func (s *Store) SaveGuarded(ifaces []string) error {
-	return s.write(guardedFile, ifaces)
 }
 
 // ForgetGuarded removes the guarded interfaces' file: egressd cleanup
@@ -125,6 +122,7 @@ func (s *Store) LoadSandboxes(host config.Host) (apiSandboxes, error) {
 	if err != nil {
 		return out, fmt.Errorf("state: %w", err)
 	}
+	s.read(sandboxFile, data)
 	var list []config.SandboxInput
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -147,57 +145,115 @@ func (s *Store) LoadSandboxes(host config.Host) (apiSandboxes, error) {
 	return out, nil
 }
 
-// SaveSandboxes persists the sandboxes created through the API, in
-// creation order, atomically.
-func (s *Store) SaveSandboxes(a apiSandboxes) error {
+// Save persists the sandboxes created through the API (in creation
+// order), the policy overrides and the guarded interfaces: each file
+// atomically, and all of them with one wait for the disk (see write).
+func (s *Store) Save(a apiSandboxes, overrides map[string]policy.Spec, guarded []string) error {
 	list := make([]config.SandboxInput, 0, len(a.list))
 	for _, sb := range a.list {
 		list = append(list, a.inputs[sb.Name])
 	}
-	return s.write(sandboxFile, list)
-}
-
-// Save persists overrides, atomically.
-func (s *Store) Save(overrides map[string]policy.Spec) error {
-	return s.write(stateFile, overrides)
-}
-
-// write stores v as JSON in the file name: temp file, fsync, rename,
-// fsync of the directory. A file this Store wrote with the same content
-// is left alone: each change costs only the files it changes.
-func (s *Store) write(name string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
+	if overrides == nil {
+		overrides = map[string]policy.Spec{} // "null" would not load
 	}
-	data = append(data, '\n')
+	if guarded == nil {
+		guarded = []string{}
+	}
+	// Guarded first: an interface is guarded before a sandbox naming it
+	// is persisted, whatever happens after.
+	return s.write([]stateEntry{{guardedFile, guarded}, {sandboxFile, list}, {stateFile, overrides}})
+}
+
+// read notes what the file name holds, as loaded: a Save that would write
+// the same bytes leaves it alone.
+func (s *Store) read(name string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if prev, ok := s.written[name]; ok && bytes.Equal(prev, data) {
+	if s.written == nil {
+		s.written = map[string][]byte{}
+	}
+	s.written[name] = data
+}
+
+// stateEntry is one file of the state directory and what it holds.
+type stateEntry struct {
+	name string
+	v    any
+}
+
+// write stores each entry as JSON in its file: temp file, fsync, rename,
+// then one fsync of the directory for all of them. A file this Store
+// wrote with the same content is left alone, so a change costs only the
+// files it changes; the temp files are synced concurrently, which the
+// filesystem serves with one journal commit (measured on ext4 under CPU
+// load: two files cost what one does). A crash leaves each file old or
+// new, never a mix within one; the files are renamed in order.
+func (s *Store) write(entries []stateEntry) error {
+	type pending struct {
+		name string
+		data []byte
+		tmp  *os.File
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var todo []*pending
+	for _, e := range entries {
+		data, err := json.MarshalIndent(e.v, "", "  ")
+		if err != nil {
+			return fmt.Errorf("state: %s: %w", e.name, err)
+		}
+		data = append(data, '\n')
+		if prev, ok := s.written[e.name]; ok && bytes.Equal(prev, data) {
+			continue
+		}
+		todo = append(todo, &pending{name: e.name, data: data})
+	}
+	if len(todo) == 0 {
 		return nil
 	}
-	delete(s.written, name) // unknown until the write succeeds
+	for _, p := range todo {
+		delete(s.written, p.name) // unknown until the write succeeds
+	}
 	if err := s.makeDir(); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
+	defer func() {
+		for _, p := range todo {
+			if p.tmp != nil {
+				p.tmp.Close()
+				os.Remove(p.tmp.Name()) // no-op after the rename
+			}
+		}
+	}()
+	for _, p := range todo {
+		tmp, err := os.CreateTemp(s.dir, p.name+".tmp-*")
+		if err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		p.tmp = tmp
+		if _, err := tmp.Write(p.data); err != nil {
+			return fmt.Errorf("state: write %s: %w", tmp.Name(), err)
+		}
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state: write %s: %w", tmp.Name(), err)
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, p := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.tmp.Sync(); err != nil {
+				errs[i] = fmt.Errorf("state: sync %s: %w", p.tmp.Name(), err)
+			}
+		}()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state: sync %s: %w", tmp.Name(), err)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(s.dir, name)); err != nil {
-		return fmt.Errorf("state: %w", err)
+	for _, p := range todo {
+		if err := os.Rename(p.tmp.Name(), filepath.Join(s.dir, p.name)); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
 	}
 	if err := syncDir(s.dir); err != nil {
 		return err
@@ -205,7 +261,9 @@ func (s *Store) write(name string, v any) error {
 	if s.written == nil {
 		s.written = map[string][]byte{}
 	}
-	s.written[name] = data
+	for _, p := range todo {
+		s.written[p.name] = p.data
+	}
 	return nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.uber.org/zap"
@@ -39,7 +41,7 @@ func TestStoreLoadStrict(t *testing.T) {
 	dir := t.TempDir()
 	s := NewStore(filepath.Join(dir, "new", "state"))
 	want := map[string]policy.Spec{"b": {Mode: policy.ModeDenyAll}}
-	if err := s.Save(want); err != nil {
+	if err := s.Save(apiSandboxes{}, want, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Load(); err != nil || got["b"].Mode != policy.ModeDenyAll {
@@ -83,5 +85,66 @@ func TestKernelFailureRestores(t *testing.T) {
 	}
 	if got, err := store.Load(); err != nil || len(got) != 0 {
 		t.Errorf("persisted after the failure: %v, %v; want nothing", got, err)
+	}
+}
+
+// TestStoreSaveBatch: one Save persists the API's sandboxes, the
+// overrides and the guarded interfaces, and a later Save rewrites only the
+// files whose content changes (a fresh Store, having loaded them, too).
+func TestStoreSaveBatch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s := NewStore(dir)
+	sb, err := config.CheckSandbox(job, config.Host{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := apiSandboxes{inputs: map[string]config.SandboxInput{}}.with(&sb, job)
+	overrides := map[string]policy.Spec{"job": {Mode: policy.ModeDenyAll}}
+	if err := s.Save(added, overrides, []string{"veth-job"}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *Store, wantMode policy.Mode) {
+		t.Helper()
+		a, err := s.LoadSandboxes(config.Host{})
+		if err != nil || a.Len() != 1 || !a.has("job") {
+			t.Errorf("LoadSandboxes = %+v, %v", a, err)
+		}
+		o, err := s.Load()
+		if err != nil || o["job"].Mode != wantMode {
+			t.Errorf("Load = %v, %v, want job %s", o, err, wantMode)
+		}
+		g, err := s.LoadGuarded()
+		if err != nil || !slices.Equal(g, []string{"veth-job"}) {
+			t.Errorf("LoadGuarded = %q, %v", g, err)
+		}
+	}
+	check(s, policy.ModeDenyAll)
+	ino := func(name string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	before := map[string]uint64{}
+	for _, f := range []string{stateFile, guardedFile, sandboxFile} {
+		before[f] = ino(f)
+	}
+	fresh := NewStore(dir)
+	check(fresh, policy.ModeDenyAll)
+	overrides = map[string]policy.Spec{"job": {Mode: policy.ModeAllowAll}}
+	if err := fresh.Save(added, overrides, []string{"veth-job"}); err != nil {
+		t.Fatal(err)
+	}
+	check(NewStore(dir), policy.ModeAllowAll)
+	for f, was := range before {
+		if changed := ino(f) != was; changed != (f == stateFile) {
+			t.Errorf("%s rewritten: %v, want %v", f, changed, f == stateFile)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3 {
+		t.Errorf("state dir holds %d entries, want the 3 files: %v", len(entries), entries)
 	}
 }

@@ -21,6 +21,10 @@ func TestKernelDeltaEqualsFullLoad(t *testing.T) {
 	b := Sandbox{Name: "b", Interface: "veth-b", Mode: ModeAllowAll, Sources: prefixes("10.231.1.2/32"),
 		DenyCIDRs: prefixes("203.0.113.0/24")}
 	c := Sandbox{Name: "c", Interface: "veth-c", Mode: ModeDenyAll, Sources: prefixes("10.231.2.0/24")}
+	// d shares c's interface (a bridge of many sandboxes): removing d must
+	// leave veth-c claimed and in ports, removing c too must guard it.
+	d := Sandbox{Name: "d", Interface: "veth-c", Mode: ModeCustom, Sources: prefixes("10.231.3.2/32"),
+		AllowCIDRs: prefixes("198.51.100.7/32")}
 	aLocked := a
 	aLocked.Mode, aLocked.AllowCIDRs = ModeCustom, prefixes("198.51.100.7/32")
 	aPorts := aLocked
@@ -41,6 +45,11 @@ func TestKernelDeltaEqualsFullLoad(t *testing.T) {
 		{"no ports for a", []Sandbox{aLocked, b, c}, host},
 		{"b to deny-all", []Sandbox{aLocked, func() Sandbox { x := b; x.Mode, x.DenyCIDRs = ModeDenyAll, nil; return x }(), c}, host},
 		{"remove b", []Sandbox{aLocked, c}, host},
+		{"add d on c's interface", []Sandbox{aLocked, c, d}, host},
+		{"remove d, c keeps the interface", []Sandbox{aLocked, c}, host},
+		{"add d back", []Sandbox{aLocked, c, d}, host},
+		{"remove c and d: interface guarded", []Sandbox{aLocked}, Host{Guarded: []string{"veth-old", "veth-c", "tap*"}, ProtectHost: true, IsolateSandboxes: true}},
+		{"c back", []Sandbox{aLocked, c}, Host{Guarded: []string{"veth-old", "veth-c", "tap*"}, ProtectHost: true, IsolateSandboxes: true}},
 		{"guard another name", []Sandbox{aLocked, c}, Host{Guarded: []string{"veth-old", "veth-b", "tap*"}, ProtectHost: true, IsolateSandboxes: true}},
 		{"new pattern: full load", []Sandbox{aLocked, c}, Host{Guarded: []string{"veth-b", "veth*"}, ProtectHost: true, IsolateSandboxes: true}},
 		{"remove all", nil, Host{Guarded: []string{"veth-b", "veth*"}, ProtectHost: true, IsolateSandboxes: true}},

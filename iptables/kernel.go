@@ -120,10 +120,11 @@ func diffRulesets(old, next *Ruleset) (gone, added map[string][]element) {
 			diffElements(o.elems, nil, gone, added)
 		}
 	}
+	if &next.shared[0] == &old.shared[0] {
+		return gone, added // Next handed the shared sets on: nothing changed them
+	}
 	for si := range next.shared {
-		if o, n := old.shared[si], next.shared[si]; len(o) != len(n) || len(n) > 0 && &o[0] != &n[0] {
-			diffElements(o, n, gone, added)
-		}
+		diffElements(old.shared[si], next.shared[si], gone, added)
 	}
 	return gone, added
 }

@@ -65,7 +65,8 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, err := config.Load(path)
+	loader := config.NewLoader() // a SIGHUP decodes only the [[sandbox]] tables that changed
+	cfg, err := loader.Load(path)
 	if err != nil {
 		return err
 	}
@@ -143,7 +144,7 @@ func run(ctx context.Context, log *zap.Logger, path string, cleanup bool) error 
 	if err := ctl.Apply(ctx); err != nil {
 		return err
 	}
-	go reloadOnHUP(ctx, hup, log, path, ctl)
+	go reloadOnHUP(ctx, hup, log, loader, path, ctl)
 	audit := newAuditReporter(log, iptables.Installer{}.KernelAudit, ctl.Sandboxes)
 	var denials admin.KernelDenials
 	if kernel {
@@ -302,14 +303,15 @@ func heartbeat(ctx context.Context, log *zap.Logger, repair func() error) {
 // reloadOnHUP reloads the config file on every SIGHUP. A file that does not
 // validate is refused and the running policy stays. A SIGHUP that came
 // before the rules were up is served once the loop starts.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, log *zap.Logger, path string, ctl *control.Controller) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, log *zap.Logger, loader *config.Loader, path string,
+	ctl *control.Controller) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		cfg, err := config.Load(path)
+		cfg, err := loader.Load(path)
 		if err == nil {
 			err = ctl.Reload(ctx, cfg)
 		}

@@ -13,8 +13,9 @@ import (
 )
 
 // FuzzParse feeds arbitrary bytes to Parse: it must not panic, every
-// rejection must say where, and an accepted config, written back out as
-// TOML, must parse again to the same Config.
+// rejection must say where, an accepted config, written back out as
+// TOML, must parse again to the same Config, and a Loader that parsed the
+// example first must answer exactly as Parse does.
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*/*.toml")
 	seeds = append(seeds, "../../examples/egressd.toml")
@@ -25,7 +26,16 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	example, err := os.ReadFile("../../examples/egressd.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		l := NewLoader()
+		if _, err := l.Parse("a.toml", example); err != nil {
+			t.Fatal(err)
+		}
+		sameAsParse(t, l, data)
 		cfg, err := Parse("fuzz.toml", data)
 		if err != nil {
 			if cfg != nil {

@@ -202,16 +202,7 @@ func (c *Controller) Apply(ctx context.Context) error {
 func (c *Controller) Preview() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	guarded := slices.Clone(c.guarded)
-	for _, sb := range c.Sandboxes().All() {
-		if sb.Interface == "" {
-			continue // an explicit proxy's only: no interface
-		}
-		if !slices.Contains(guarded, sb.Interface) {
-			guarded = append(guarded, sb.Interface)
-		}
-	}
-	slices.Sort(guarded)
+	guarded := c.guarding(c.Sandboxes().All())
 	return c.hooks.Kernel(context.Background(), c.cfg, c.Sandboxes(), guarded)
 }
 
@@ -406,13 +397,16 @@ func (c *Controller) links(sbs []*policy.Sandbox, all bool) ([]hostnet.Link, boo
 // guarding returns the guarded interfaces with sbs's added.
 func (c *Controller) guarding(sbs []*policy.Sandbox) []string {
 	next := slices.Clone(c.guarded)
+	seen := make(map[string]bool, len(next)+len(sbs))
+	for _, name := range next {
+		seen[name] = true
+	}
 	for _, sb := range sbs {
-		if sb.Interface == "" {
-			continue // an explicit proxy's only: no interface
+		if sb.Interface == "" || seen[sb.Interface] {
+			continue // an explicit proxy's only: no interface; or guarded already
 		}
-		if !slices.Contains(next, sb.Interface) {
-			next = append(next, sb.Interface)
-		}
+		seen[sb.Interface] = true
+		next = append(next, sb.Interface)
 	}
 	slices.Sort(next)
 	return next

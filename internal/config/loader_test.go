@@ -110,20 +110,20 @@ func TestLoaderRefusesWhatParseRefuses(t *testing.T) {
 	none := func(int) string { return "" }
 	good := sandboxesFile(3, `"veth-sb*"`, none)
 	for name, data := range map[string]string{
-		"name twice":        strings.Replace(string(good), `name = "sb1"`, `name = "sb0"`, 1),
-		"source twice":      strings.Replace(string(good), `10.240.0.2/32`, `10.240.0.0/24`, 1),
-		"interface twice":   strings.Replace(string(good), `"veth-sb1"`, `"veth-sb0"`, 1),
-		"header in string":  strings.Replace(string(good), `mode = "custom"`, "mode = '''\n[[sandbox]]\n'''", 1),
-		"header in array":   strings.Replace(string(good), `allow_domains = [`, "allow_domains = [\n[[sandbox]]\n", 1),
-		"table after":       string(good) + "[dns]\ncache_size = 1\n",
-		"sandbox in head":   "sandbox = 1\n" + string(good),
-		"subtable":          string(good) + "[sandbox.extra]\nx = 1\n",
-		"unknown key":       strings.Replace(string(good), `mode = "custom"`, "mode = \"custom\"\nmdoe = 1", 1),
-		"bad domain":        strings.Replace(string(good), `"pkg.test"`, `"pkg..test"`, 1),
-		"no sandbox":        "[proxy]\nupstream_dns = [\"198.51.100.53\"]\n",
-		"guard mismatch":    strings.Replace(string(good), `"veth-sb2"`, `"eth0"`, 1),
-		"crlf":              strings.ReplaceAll(string(good), "\n", "\r\n"),
-		"indented header":   strings.ReplaceAll(string(good), "[[sandbox]]", "  [[ sandbox ]] # c"),
+		"name twice":       strings.Replace(string(good), `name = "sb1"`, `name = "sb0"`, 1),
+		"source twice":     strings.Replace(string(good), `10.240.0.2/32`, `10.240.0.0/24`, 1),
+		"interface twice":  strings.Replace(string(good), `"veth-sb1"`, `"veth-sb0"`, 1),
+		"header in string": strings.Replace(string(good), `mode = "custom"`, "mode = '''\n[[sandbox]]\n'''", 1),
+		"header in array":  strings.Replace(string(good), `allow_domains = [`, "allow_domains = [\n[[sandbox]]\n", 1),
+		"table after":      string(good) + "[dns]\ncache_size = 1\n",
+		"sandbox in head":  "sandbox = 1\n" + string(good),
+		"subtable":         string(good) + "[sandbox.extra]\nx = 1\n",
+		"unknown key":      strings.Replace(string(good), `mode = "custom"`, "mode = \"custom\"\nmdoe = 1", 1),
+		"bad domain":       strings.Replace(string(good), `"pkg.test"`, `"pkg..test"`, 1),
+		"no sandbox":       "[proxy]\nupstream_dns = [\"198.51.100.53\"]\n",
+		"guard mismatch":   strings.Replace(string(good), `"veth-sb2"`, `"eth0"`, 1),
+		"crlf":             strings.ReplaceAll(string(good), "\n", "\r\n"),
+		"indented header":  strings.ReplaceAll(string(good), "[[sandbox]]", "  [[ sandbox ]] # c"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			l := NewLoader()

@@ -2,10 +2,15 @@ package hostnet
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/egressd/egressd/internal/netnstest"
 )
@@ -99,6 +104,90 @@ func TestLinksMaster(t *testing.T) {
 			t.Errorf("LinkByName(nope0) = %v, %v; want not found", ok, err)
 		}
 		return nil
+	})
+}
+
+// vethPairs adds n veth pairs (v0..v(n-1), peers p0..) to namespace ns.
+func vethPairs(tb testing.TB, ns string, n int) {
+	tb.Helper()
+	var batch strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, "link add v%d type veth peer name p%d\n", i, i)
+	}
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("ip -batch: %v: %s", err, out)
+	}
+}
+
+// TestLinksMany lists more links than one read of the dump holds.
+func TestLinksMany(t *testing.T) {
+	ns := netnstest.NewNamespace(t)
+	vethPairs(t, ns, 300)
+	var links []Link
+	if err := netnstest.Do(ns, func() (err error) { links, err = Links(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, l := range links {
+		if names[l.Name] || l.Index == 0 {
+			t.Errorf("link %+v listed twice or without index", l)
+		}
+		names[l.Name] = true
+	}
+	for i := range 300 {
+		if l := fmt.Sprintf("p%d", i); !names[l] || !names[fmt.Sprintf("v%d", i)] {
+			t.Fatalf("v%d or p%d missing from %d links", i, i, len(links))
+		}
+	}
+	if len(links) != 601 {
+		t.Errorf("%d links, want 601 (lo and 300 pairs)", len(links))
+	}
+}
+
+// BenchmarkLinks lists 2,001 links (1,000 veth pairs and lo), as a SIGHUP
+// among 1,000 sandboxes does, against the dump with statistics through
+// syscall.NetlinkRIB (how Links read it up to 7fc815d).
+func BenchmarkLinks(b *testing.B) {
+	ns := netnstest.NewNamespace(b)
+	vethPairs(b, ns, 1000)
+	inNS := func(b *testing.B, f func() error) {
+		err := netnstest.Do(ns, func() error {
+			for b.Loop() {
+				if err := f(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("Links", func(b *testing.B) {
+		inNS(b, func() error {
+			links, err := Links()
+			if err == nil && len(links) != 2001 {
+				err = fmt.Errorf("%d links", len(links))
+			}
+			return err
+		})
+	})
+	b.Run("NetlinkRIB", func(b *testing.B) {
+		inNS(b, func() error {
+			rib, err := syscall.NetlinkRIB(unix.RTM_GETLINK, unix.AF_UNSPEC)
+			if err != nil {
+				return err
+			}
+			msgs, err := syscall.ParseNetlinkMessage(rib)
+			for i := range msgs {
+				if msgs[i].Header.Type == unix.RTM_NEWLINK {
+					_, _, err = parseLink(&msgs[i])
+				}
+			}
+			return err
+		})
 	})
 }
 

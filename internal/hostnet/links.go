@@ -101,9 +101,9 @@ func LinkByName(name string) (Link, bool, error) {
 	return l, true, nil
 }
 
-// rtextFilterSkipStats is RTEXT_FILTER_SKIP_STATS (a kernel that does not
-// know the bit ignores it): a link
-// answer without IFLA_STATS, IFLA_STATS64 and IFLA_INET6_STATS.
+// rtextFilterSkipStats is RTEXT_FILTER_SKIP_STATS: link answers without
+// IFLA_STATS, IFLA_STATS64 and IFLA_INET6_STATS (a kernel that does not
+// know the bit ignores it).
 const rtextFilterSkipStats = 1 << 3
 
 // linkRequest opens a route netlink socket and sends it an RTM_GETLINK

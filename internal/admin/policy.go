@@ -29,7 +29,7 @@ func (h *handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // putPolicy is PUT /v1/sandboxes/{name}/policy: a full replacement,
-// persisted before it applies. On any error the old policy stays.
+// persisted before the answer. On any error the old policy stays.
 func (h *handler) putPolicy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if _, err := h.ctl.Policy(name); err != nil {

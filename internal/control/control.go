@@ -190,10 +190,7 @@ func (c *Controller) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.persist(c.added, c.overrides, guarded); err != nil {
-		return err
-	}
-	return c.commit(ctx, c.cfg, c.Sandboxes())
+	return c.apply(ctx, c.cfg, c.Sandboxes(), c.added, c.overrides, guarded)
 }
 
 // Preview hands the kernel hook what Apply would install, guarded
@@ -412,17 +409,6 @@ func (c *Controller) guarding(sbs []*policy.Sandbox) []string {
 	return next
 }
 
-// persist saves the API's sandboxes, the overrides and the guarded
-// interfaces (one Store.Save: one wait for the disk). The guarded ones
-// are kept even if the change then fails: guarding more is harmless.
-func (c *Controller) persist(added apiSandboxes, overrides map[string]policy.Spec, guarded []string) error {
-	if err := c.store.Save(added, overrides, guarded); err != nil {
-		return fmt.Errorf("%w: %w", ErrApply, err)
-	}
-	c.guarded = guarded
-	return nil
-}
-
 // Reload switches to a new config file's sandboxes and [host] section. The overrides stay in
 // force. Keys outside [[sandbox]] (ports, upstreams, timeouts, [dns],
 // [admin], [state]) keep their running values until a restart: the kernel
@@ -441,10 +427,7 @@ func (c *Controller) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := c.persist(c.added, c.overrides, guarded); err != nil {
-		return err
-	}
-	if err := c.commit(ctx, &next, set); err != nil {
+	if err := c.apply(ctx, &next, set, c.added, c.overrides, guarded); err != nil {
 		return err
 	}
 	c.warnRestartOnly(cfg)
@@ -475,7 +458,7 @@ func (c *Controller) warnOverrides(next *config.Config) {
 }
 
 // SetPolicy replaces the named sandbox's policy until ResetPolicy. The
-// change is persisted before it takes effect, so a restart keeps it.
+// change is persisted before SetPolicy returns, so a restart keeps it.
 func (c *Controller) SetPolicy(ctx context.Context, name string, spec policy.Spec) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -507,44 +490,69 @@ func (c *Controller) ResetPolicy(ctx context.Context, name string) error {
 	return c.switchOverrides(ctx, next)
 }
 
-// switchOverrides validates, persists, then applies next. If applying
-// fails, the previous overrides are written back.
+// switchOverrides validates next, then persists and applies it.
 func (c *Controller) switchOverrides(ctx context.Context, next map[string]policy.Spec) error {
 	set, err := c.build(c.cfg, c.added, next)
 	if err != nil {
 		return err
 	}
-	if err := c.persist(c.added, next, c.guarded); err != nil {
-		return c.restoreState(err)
-	}
-	if err := c.commit(ctx, c.cfg, set); err != nil {
-		return c.restoreState(err)
+	if err := c.apply(ctx, c.cfg, set, c.added, next, c.guarded); err != nil {
+		return err
 	}
 	c.overrides = next
 	c.publish(set, next, c.added)
 	return nil
 }
 
-// commit installs set in the kernel, then swaps it into every component;
-// the caller publishes it to readers. If the kernel step fails, the
-// running set is installed again: a timeout may have killed nft after its
-// transaction committed.
-func (c *Controller) commit(ctx context.Context, cfg *config.Config, set *policy.Set) error {
-	if err := c.hooks.Kernel(ctx, cfg, set, c.guarded); err != nil {
-		if old := c.Sandboxes(); old != set {
-			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
-			defer cancel()
-			if rerr := c.hooks.Kernel(rctx, c.cfg, old, c.guarded); rerr != nil {
-				c.log.Error("reinstalling the running policy's kernel rules failed", zap.Error(rerr))
-			}
-		}
-		return fmt.Errorf("control: kernel rules: %w: %w", ErrApply, err)
+// apply persists added, overrides and guarded (one Store.Save) while the
+// kernel installs set with cfg — the wait for the disk and the kernel's
+// transaction overlap — then hands set to every component; the caller
+// publishes it to readers. It returns once both are done. If either
+// failed, the components never saw set, the running set is installed in
+// the kernel again (a timeout may have ended a transaction that
+// committed) and the state files are written back; guarded interfaces
+// that were saved stay guarded (guarding more is harmless). A crash in
+// between leaves each state file old or new, and a restart applies what
+// they hold: a change is in force, or not, as a whole.
+func (c *Controller) apply(ctx context.Context, cfg *config.Config, set *policy.Set, added apiSandboxes,
+	overrides map[string]policy.Spec, guarded []string) error {
+	saved := make(chan error, 1)
+	go func() { saved <- c.store.Save(added, overrides, guarded) }()
+	kerr := c.hooks.Kernel(ctx, cfg, set, guarded)
+	serr := <-saved
+	if serr == nil {
+		c.guarded = guarded
+	}
+	var err error
+	switch {
+	case kerr != nil:
+		err = fmt.Errorf("control: kernel rules: %w: %w", ErrApply, kerr)
+	case serr != nil:
+		err = fmt.Errorf("%w: %w", ErrApply, serr)
+	}
+	if err != nil {
+		c.reinstall(set)
+		return c.restoreState(err)
 	}
 	for _, comp := range c.comps {
 		comp.SetSandboxes(set)
 	}
 	c.syncBridgePorts(set.All())
 	return nil
+}
+
+// reinstall puts the running set back in the kernel after a change to set
+// failed.
+func (c *Controller) reinstall(set *policy.Set) {
+	old := c.Sandboxes()
+	if old == set {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+	defer cancel()
+	if err := c.hooks.Kernel(ctx, c.cfg, old, c.guarded); err != nil {
+		c.log.Error("reinstalling the running policy's kernel rules failed", zap.Error(err))
+	}
 }
 
 // syncBridgePorts tells the kernel the ports of sbs's bridges; a full load

@@ -65,7 +65,7 @@ func (a apiSandboxes) without(name string) apiSandboxes {
 	return out
 }
 
-// AddSandbox creates a sandbox. It is persisted, then enforced by the
+// AddSandbox creates a sandbox. It is persisted and enforced by the
 // kernel rules, the proxy and the resolver before AddSandbox returns. The
 // error wraps ErrConflict when the name, the interface or a source is
 // taken; any other validation error is the config file's message. On any
@@ -129,15 +129,11 @@ func (c *Controller) RemoveSandbox(ctx context.Context, name string) error {
 }
 
 // switchSandboxes persists the API's sandboxes, overrides and guarded
-// interfaces, then applies set. If applying fails, the previous state
-// files are written back.
+// interfaces and applies set.
 func (c *Controller) switchSandboxes(ctx context.Context, set *policy.Set, added apiSandboxes,
 	overrides map[string]policy.Spec, guarded []string) error {
-	if err := c.persist(added, overrides, guarded); err != nil {
-		return c.restoreState(err)
-	}
-	if err := c.commit(ctx, c.cfg, set); err != nil {
-		return c.restoreState(err)
+	if err := c.apply(ctx, c.cfg, set, added, overrides, guarded); err != nil {
+		return err
 	}
 	c.added, c.overrides = added, overrides
 	c.publish(set, overrides, added)

@@ -88,6 +88,51 @@ func TestKernelFailureRestores(t *testing.T) {
 	}
 }
 
+// seen records the sets a component is handed.
+type seen []*policy.Set
+
+func (s *seen) SetSandboxes(set *policy.Set) { *s = append(*s, set) }
+
+// TestSaveFailureRestores: the state files are written while the kernel
+// installs the change; when writing them fails, the kernel gets the
+// running set back, no component sees the change and the policy in force
+// is unchanged.
+func TestSaveFailureRestores(t *testing.T) {
+	cfg, err := config.Parse("egressd.toml", []byte(listConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var installed []*policy.Set
+	kernel := func(_ context.Context, _ *config.Config, set *policy.Set, _ []string) error {
+		installed = append(installed, set)
+		return nil
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	c, err := New(cfg, NewStore(dir), Hooks{Kernel: kernel}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil { // not a directory: every Save fails
+		t.Fatal(err)
+	}
+	var comp seen
+	c.AddComponent(&comp)
+	running := c.Sandboxes()
+	err = c.SetPolicy(context.Background(), "b", policy.Spec{Mode: policy.ModeAllowAll})
+	if !errors.Is(err, ErrApply) || !errors.Is(err, syscall.ENOTDIR) {
+		t.Fatalf("SetPolicy with an unwritable state dir = %v, want ErrApply and ENOTDIR", err)
+	}
+	if len(installed) != 2 || installed[0] == running || installed[1] != running {
+		t.Errorf("kernel got %d sets; want the change, then the running set again", len(installed))
+	}
+	if len(comp) != 0 {
+		t.Errorf("a component saw %d sets; want none", len(comp))
+	}
+	if c.Sandboxes() != running {
+		t.Error("the policy in force changed")
+	}
+}
+
 // TestStoreSaveBatch: one Save persists the API's sandboxes, the
 // overrides and the guarded interfaces, and a later Save rewrites only the
 // files whose content changes (a fresh Store, having loaded them, too).

@@ -120,12 +120,7 @@ func diffRulesets(old, next *Ruleset) (gone, added map[string][]element) {
 			diffElements(o.elems, nil, gone, added)
 		}
 	}
-	if &next.shared[0] == &old.shared[0] {
-		return gone, added // Next handed the shared sets on: nothing changed them
-	}
-	for si := range next.shared {
-		diffElements(old.shared[si], next.shared[si], gone, added)
-	}
+	next.shared.diff(old, gone, added)
 	return gone, added
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/gaissmai/bart"
 
@@ -21,13 +20,14 @@ import (
 // sandbox's lists through lookups in shared sets keyed by (source,
 // destination). The sandboxes themselves are only elements.
 type Ruleset struct {
-	ports    Ports
-	host     Host
-	patterns []string                 // the prefix* patterns of host.Guarded, sorted
-	names    []string                 // the sandboxes, sorted
-	sbs      map[string]*sandboxElems // by name
-	shared   [][]element              // by set index: elements no sandbox owns, deduplicated
-	owners   *bart.Table[string]      // every source prefix → its sandbox
+	ports      Ports
+	host       Host
+	patterns   []string                 // the prefix* patterns of host.Guarded, sorted
+	guardNames []string                 // the other names of host.Guarded, sorted
+	names      []string                 // the sandboxes, sorted
+	sbs        map[string]*sandboxElems // by name
+	shared     sharedSets               // the elements no sandbox owns
+	owners     *bart.Table[string]      // every source prefix → its sandbox
 }
 
 // sandboxElems are the elements one sandbox owns, and what they were made
@@ -54,8 +54,8 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	if err := h.validate(); err != nil {
 		return nil, err
 	}
-	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs))}
-	ifaces := make(map[string]string, len(sbs))
+	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs)),
+		patterns: guardPatterns(h.Guarded), guardNames: guardNames(h.Guarded)}
 	for i := range sbs {
 		sb := &sbs[i]
 		if err := sb.validate(); err != nil {
@@ -64,16 +64,13 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 		if _, dup := next.sbs[sb.Name]; dup {
 			return nil, fmt.Errorf("iptables: sandbox %q: duplicate name", sb.Name)
 		}
-		ifaces[sb.Interface] = sb.Name
 		next.sbs[sb.Name] = nil
 		next.names = append(next.names, sb.Name)
 	}
 	slices.Sort(next.names)
 	next.owners = r.ownersFor(sbs)
 	reuse := r != nil && r.host.ProtectHost == h.ProtectHost && r.host.IsolateSandboxes == h.IsolateSandboxes
-	// The shared sets stay as they are when the same sandboxes contribute
-	// the same elements to them and the guard is the same.
-	sharedSame := reuse && len(r.sbs) == len(sbs) && slices.Equal(r.host.Guarded, h.Guarded)
+	var cs []contribution // the changes to the shared sets, when reusing r's
 	for i := range sbs {
 		sb := &sbs[i]
 		named := next.named(sb)
@@ -87,14 +84,23 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 		}
 		se := next.build(sb, named)
 		next.sbs[sb.Name] = se
-		sharedSame = sharedSame && old != nil && slices.EqualFunc(old.shared, se.shared,
-			func(a, b element) bool { return a.si == b.si && a.text == b.text })
+		if old == nil || !slices.EqualFunc(old.shared, se.shared, func(a, b element) bool { return a.id() == b.id() }) {
+			cs = append(cs, contribution{se.shared, 1})
+			if old != nil {
+				cs = append(cs, contribution{old.shared, -1})
+			}
+		}
 	}
-	if sharedSame {
-		next.shared, next.patterns = r.shared, r.patterns
-	} else {
-		next.collectShared(ifaces)
+	if !reuse {
+		next.shared = newSharedSets(next)
+		return next, nil
 	}
+	for _, name := range r.names {
+		if _, kept := next.sbs[name]; !kept {
+			cs = append(cs, contribution{r.sbs[name].shared, -1})
+		}
+	}
+	next.shared = nextSharedSets(r, next, cs)
 	return next, nil
 }
 
@@ -264,43 +270,10 @@ func (r *Ruleset) build(sb *Sandbox, named []netip.Prefix) *sandboxElems {
 	return se
 }
 
-// collectShared gathers the sets no sandbox owns: the sandboxes'
-// contributions, the guarded names no sandbox claims, and the bridge
-// table's ports (every claimed or guarded name).
-func (r *Ruleset) collectShared(claimed map[string]string) {
-	r.shared = make([][]element, len(setDefs))
-	seen := map[elementID]bool{}
-	add := func(e element) {
-		if !seen[e.id()] {
-			seen[e.id()] = true
-			r.shared[e.si] = append(r.shared[e.si], e)
-		}
-	}
-	for _, name := range r.names {
-		for _, e := range r.sbs[name].shared {
-			add(e)
-		}
-	}
-	for _, g := range r.host.Guarded {
-		if strings.HasSuffix(g, "*") {
-			r.patterns = append(r.patterns, g)
-			continue
-		}
-		add(newElement("ports", "", "", ifaceField(g)))
-		if _, ok := claimed[g]; !ok {
-			add(newElement("guarded", "", "", ifaceField(g)))
-		}
-	}
-	slices.Sort(r.patterns)
-	r.patterns = slices.Compact(r.patterns)
-}
-
 // elements returns the elements of the set with index si, as the script
 // lists them: shared ones sorted, each sandbox's in sandbox order.
 func (r *Ruleset) elements(si int) []element {
-	if els := r.shared[si]; len(els) > 0 {
-		els = slices.Clone(els)
-		slices.SortFunc(els, func(a, b element) int { return strings.Compare(a.text, b.text) })
+	if els := r.shared.elements(si); len(els) > 0 {
 		return els
 	}
 	var out []element

@@ -1,0 +1,106 @@
+package iptables
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+)
+
+// TestNextSharedEqualsNew makes random changes (sandboxes added, removed,
+// moved to another interface or source, guard names added and dropped)
+// and checks after each that the shared sets Next derived from the last
+// ruleset count what a ruleset built from scratch counts, and that the
+// delta Next recorded turns the last ruleset's sets into them.
+func TestNextSharedEqualsNew(t *testing.T) {
+	for _, max := range []int{maxOverlay, 4} {
+		t.Run(fmt.Sprintf("maxOverlay=%d", max), func(t *testing.T) {
+			defer func(m int) { maxOverlay = m }(maxOverlay)
+			maxOverlay = max
+			checkNextShared(t)
+		})
+	}
+}
+
+func checkNextShared(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	host := Host{IsolateSandboxes: true}
+	pool := func() Sandbox {
+		i := rng.IntN(12)
+		src := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(3)), byte(i)}), 32)
+		if rng.IntN(4) == 0 {
+			src = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24)
+		}
+		return Sandbox{Name: fmt.Sprintf("s%d", i), Interface: fmt.Sprintf("veth%d", rng.IntN(5)), Mode: ModeCustom,
+			Sources: []netip.Prefix{src}, AllowCIDRs: prefixes("198.51.100.7/32")}
+	}
+	var cur *Ruleset
+	sbs := map[string]Sandbox{}
+	for step := range 2000 {
+		switch rng.IntN(4) {
+		case 0, 1:
+			sb := pool()
+			sbs[sb.Name] = sb
+		case 2:
+			delete(sbs, fmt.Sprintf("s%d", rng.IntN(12)))
+		case 3:
+			g := fmt.Sprintf("veth%d", rng.IntN(7))
+			if rng.IntN(2) == 0 {
+				host.Guarded = append(host.Guarded, g)
+			} else if len(host.Guarded) > 0 {
+				host.Guarded = host.Guarded[1:]
+			}
+		}
+		list := make([]Sandbox, 0, len(sbs))
+		owner := map[netip.Prefix]bool{}
+		for _, sb := range sbs {
+			if !owner[sb.Sources[0]] { // no source in two sandboxes
+				owner[sb.Sources[0]] = true
+				list = append(list, sb)
+			}
+		}
+		next, err := cur.Next(list, ports, host)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		fresh, err := NewRuleset(list, ports, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := countsOf(next), countsOf(fresh); !maps.Equal(got, want) {
+			t.Fatalf("step %d: Next counts\n%v\nfrom scratch\n%v", step, got, want)
+		}
+		if cur != nil {
+			have := present(cur)
+			gone, added := map[string][]element{}, map[string][]element{}
+			next.shared.diff(cur, gone, added)
+			for _, els := range gone {
+				for _, e := range els {
+					delete(have, e.id())
+				}
+			}
+			for _, els := range added {
+				for _, e := range els {
+					have[e.id()] = true
+				}
+			}
+			if want := present(next); !maps.Equal(have, want) {
+				t.Fatalf("step %d: the last sets with the delta\n%v\nwant\n%v", step, have, want)
+			}
+		}
+		cur = next
+	}
+}
+
+func countsOf(r *Ruleset) map[elementID]int {
+	out := map[elementID]int{}
+	r.shared.each(func(id elementID, c counted) { out[id] = c.n })
+	return out
+}
+
+func present(r *Ruleset) map[elementID]bool {
+	out := map[elementID]bool{}
+	r.shared.each(func(id elementID, _ counted) { out[id] = true })
+	return out
+}

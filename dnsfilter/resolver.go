@@ -111,7 +111,10 @@ func (r *Resolver) SetSandboxes(set *policy.Set) {
 			return d.Allowed() && newGuard(set, sb, d, r.opts.BlockPrivateAnswers).keep(k.addr)
 		}, true
 	})
-	uncached := r.cache.removeNames(func(name string) bool { return !set.AnyAllows(name) })
+	uncached := 0
+	if lost(old, set) {
+		uncached = r.cache.removeNames(func(name string) bool { return !set.AnyAllows(name) })
+	}
 	r.log.Info("sandboxes swapped", zap.Int("bindings_dropped", dropped), zap.Int("answers_uncached", uncached))
 }
 
@@ -160,6 +163,22 @@ func (r *Resolver) upstreamLatency() *latency.Histogram {
 // unchanged reports whether sb was in old with the same policy, sources
 // and guard: its bindings were judged already. (The proxy judges a bound
 // address again when it dials it.)
+// lost reports whether a sandbox of old is gone from set or has another
+// policy there: only then may a name that some sandbox could resolve be
+// one that none can (a change that only adds sandboxes keeps every cached
+// answer).
+func lost(old, set *policy.Set) bool {
+	if old == nil {
+		return true
+	}
+	for _, o := range old.All() {
+		if sb, ok := set.ByName(o.Name); !ok || sb.Policy != o.Policy {
+			return true
+		}
+	}
+	return false
+}
+
 func unchanged(old, set *policy.Set, sb *policy.Sandbox) bool {
 	if old == nil {
 		return false

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/gaissmai/bart"
 )
@@ -53,7 +54,9 @@ type Set struct {
 	bySource bart.Table[int] // index into list
 	guard    Guard
 	// union allows what some sandbox in mode custom allows by name, and
-	// anyAllowAll says some sandbox is in mode allow-all (AnyAllows).
+	// anyAllowAll says some sandbox is in mode allow-all (AnyAllows):
+	// built on the first AnyAllows, which most changes never ask.
+	unionOnce   sync.Once
 	union       *Policy
 	anyAllowAll bool
 }
@@ -87,7 +90,6 @@ func NewSet(sbs []Sandbox, g Guard) (*Set, error) {
 		s.list = append(s.list, sb)
 	}
 	s.notePeers()
-	s.noteUnion()
 	return s, nil
 }
 
@@ -163,6 +165,7 @@ func (s *Set) noteUnion() {
 // DecideName would; "" and "." only in mode allow-all), in time that does
 // not grow with the number of sandboxes.
 func (s *Set) AnyAllows(name string) bool {
+	s.unionOnce.Do(s.noteUnion)
 	if name == "" || name == "." {
 		return s.anyAllowAll
 	}

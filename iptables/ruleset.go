@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/gaissmai/bart"
 
@@ -28,7 +29,11 @@ type Ruleset struct {
 	sbs        map[string]*sandboxElems // by name
 	shared     sharedSets               // the elements no sandbox owns
 	owners     *bart.Table[string]      // every source prefix → its sandbox
+	gen        uint64                   // this Ruleset's number, unique in the process
 }
+
+// generations numbers Rulesets (sharedSets.base).
+var generations atomic.Uint64
 
 // sandboxElems are the elements one sandbox owns, and what they were made
 // of: a Ruleset built with Next reuses them when nothing changed.
@@ -55,7 +60,7 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 		return nil, err
 	}
 	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs)),
-		patterns: guardPatterns(h.Guarded), guardNames: guardNames(h.Guarded)}
+		patterns: guardPatterns(h.Guarded), guardNames: guardNames(h.Guarded), gen: generations.Add(1)}
 	for i := range sbs {
 		sb := &sbs[i]
 		if err := sb.validate(); err != nil {

@@ -23,9 +23,10 @@ import (
 type sharedSets struct {
 	counts  map[elementID]counted // read only
 	overlay map[elementID]counted // counts that differ from counts; n == 0: none
-	// base is the Ruleset whose shared sets these are with gone taken
-	// out and added put in; nil when they were built whole.
-	base        *Ruleset
+	// base is the generation of the Ruleset whose shared sets these are
+	// with gone taken out and added put in; 0 when they were built whole.
+	// (Not the Ruleset itself: each would keep all before it alive.)
+	base        uint64
 	gone, added []element
 }
 
@@ -67,9 +68,9 @@ func nextSharedSets(base, r *Ruleset, cs []contribution) sharedSets {
 	prev, newNames := base.shared, r.guardNames
 	dropped, joined := sortedDiff(base.guardNames, newNames)
 	if len(cs) == 0 && len(dropped) == 0 && len(joined) == 0 {
-		return sharedSets{counts: prev.counts, overlay: prev.overlay, base: base}
+		return sharedSets{counts: prev.counts, overlay: prev.overlay, base: base.gen}
 	}
-	s := sharedSets{counts: prev.counts, overlay: maps.Clone(prev.overlay), base: base}
+	s := sharedSets{counts: prev.counts, overlay: maps.Clone(prev.overlay), base: base.gen}
 	if len(prev.overlay) > maxOverlay {
 		s.counts, s.overlay = prev.merged(), nil
 	}
@@ -189,7 +190,7 @@ func (s *sharedSets) elements(si int) []element {
 
 // diff adds to gone and added what turns old's shared sets into s.
 func (s *sharedSets) diff(old *Ruleset, gone, added map[string][]element) {
-	if s.base == old {
+	if s.base == old.gen {
 		for _, e := range s.gone {
 			gone[e.set] = append(gone[e.set], e)
 		}

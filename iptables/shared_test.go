@@ -5,7 +5,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // TestNextSharedEqualsNew makes random changes (sandboxes added, removed,
@@ -103,4 +105,31 @@ func present(r *Ruleset) map[elementID]bool {
 	out := map[elementID]bool{}
 	r.shared.each(func(id elementID, _ counted) { out[id] = true })
 	return out
+}
+
+// TestNextKeepsNoPast: a Ruleset made by Next does not keep the one it
+// was made from alive (a chain of every ruleset since the start would).
+func TestNextKeepsNoPast(t *testing.T) {
+	sbs := scaleSandboxes(10)
+	first, err := NewRuleset(sbs, ports, Host{IsolateSandboxes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := make(chan bool, 1)
+	runtime.SetFinalizer(first, func(*Ruleset) { freed <- true })
+	next, err := first.Next(sbs[1:], ports, Host{IsolateSandboxes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = nil
+	for range 10 {
+		runtime.GC()
+		select {
+		case <-freed:
+			runtime.KeepAlive(next)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Error("the ruleset Next started from is still reachable")
 }

@@ -56,24 +56,29 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	if err := h.validate(); err != nil {
-		return nil, err
+	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs)), gen: generations.Add(1)}
+	if r != nil && slices.Equal(r.host.Guarded, h.Guarded) {
+		next.patterns, next.guardNames = r.patterns, r.guardNames // validated already
+	} else {
+		if err := h.validate(); err != nil {
+			return nil, err
+		}
+		next.patterns, next.guardNames = guardPatterns(h.Guarded), guardNames(h.Guarded)
 	}
-	next := &Ruleset{ports: p, host: h, sbs: make(map[string]*sandboxElems, len(sbs)),
-		patterns: guardPatterns(h.Guarded), guardNames: guardNames(h.Guarded), gen: generations.Add(1)}
 	for i := range sbs {
 		sb := &sbs[i]
-		if err := sb.validate(); err != nil {
-			return nil, err
+		if old := r.sandbox(sb.Name); old == nil || !sameSandbox(&old.sb, sb) {
+			if err := sb.validate(); err != nil {
+				return nil, err
+			}
 		}
 		if _, dup := next.sbs[sb.Name]; dup {
 			return nil, fmt.Errorf("iptables: sandbox %q: duplicate name", sb.Name)
 		}
 		next.sbs[sb.Name] = nil
-		next.names = append(next.names, sb.Name)
 	}
-	slices.Sort(next.names)
-	next.owners = r.ownersFor(sbs)
+	next.names = r.namesFor(next.sbs)
+	next.owners = r.ownersFor(sbs, next.sbs)
 	reuse := r != nil && r.host.ProtectHost == h.ProtectHost && r.host.IsolateSandboxes == h.IsolateSandboxes
 	var cs []contribution // the changes to the shared sets, when reusing r's
 	for i := range sbs {
@@ -109,22 +114,101 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 	return next, nil
 }
 
-// ownersFor returns r's source table if sbs have exactly r's sandboxes'
-// sources, else a new one.
-func (r *Ruleset) ownersFor(sbs []Sandbox) *bart.Table[string] {
-	if r != nil && len(r.sbs) == len(sbs) {
-		same := true
-		for i := range sbs {
-			old := r.sbs[sbs[i].Name]
-			if old == nil || !slices.Equal(old.sb.Sources, sbs[i].Sources) {
-				same = false
-				break
+// sandbox returns the elements of r's sandbox name; nil when r is nil or
+// has no such sandbox.
+func (r *Ruleset) sandbox(name string) *sandboxElems {
+	if r == nil {
+		return nil
+	}
+	return r.sbs[name]
+}
+
+// namesFor returns the names of sbs, sorted: r's without those gone, with
+// the new ones put in place (r's own slice when they are the same).
+func (r *Ruleset) namesFor(sbs map[string]*sandboxElems) []string {
+	var kept, added []string
+	if r != nil {
+		kept = make([]string, 0, len(sbs))
+		for _, name := range r.names {
+			if _, ok := sbs[name]; ok {
+				kept = append(kept, name)
 			}
 		}
-		if same {
-			return r.owners
+	}
+	for name := range sbs {
+		if r.sandbox(name) == nil {
+			added = append(added, name)
 		}
 	}
+	if r != nil && len(kept) == len(r.names) && len(added) == 0 {
+		return r.names
+	}
+	if len(added) > len(kept) {
+		names := append(kept, added...)
+		slices.Sort(names)
+		return names
+	}
+	for _, name := range added {
+		i, _ := slices.BinarySearch(kept, name)
+		kept = slices.Insert(kept, i, name)
+	}
+	return kept
+}
+
+// owned is a source prefix and its sandbox.
+type owned struct {
+	prefix netip.Prefix
+	name   string
+}
+
+// ownersFor returns the table of sbs's sources (next their elements by
+// name): r's, with the sources of sandboxes gone or changed taken out and
+// those of new or changed ones put in, without touching r's (bart's
+// persistent updates copy only the paths they change).
+func (r *Ruleset) ownersFor(sbs []Sandbox, next map[string]*sandboxElems) *bart.Table[string] {
+	if r == nil {
+		return newOwners(sbs)
+	}
+	var gone, came []owned
+	for i := range sbs {
+		sb := &sbs[i]
+		old := r.sbs[sb.Name]
+		if old != nil && slices.Equal(old.sb.Sources, sb.Sources) {
+			continue
+		}
+		if old != nil {
+			gone = appendOwned(gone, old.sb.Sources, sb.Name)
+		}
+		came = appendOwned(came, sb.Sources, sb.Name)
+	}
+	for _, name := range r.names {
+		if _, ok := next[name]; !ok {
+			gone = appendOwned(gone, r.sbs[name].sb.Sources, name)
+		}
+	}
+	t := r.owners
+	for _, o := range gone {
+		if name, ok := t.Get(o.prefix); ok && name == o.name {
+			t = t.DeletePersist(o.prefix)
+		}
+	}
+	for _, o := range came {
+		if _, taken := t.Get(o.prefix); taken {
+			return newOwners(sbs) // two sandboxes with one prefix: the last one's, as newOwners does
+		}
+		t = t.InsertPersist(o.prefix, o.name)
+	}
+	return t
+}
+
+func appendOwned(out []owned, ps []netip.Prefix, name string) []owned {
+	for _, p := range ps {
+		out = append(out, owned{p.Masked(), name})
+	}
+	return out
+}
+
+func newOwners(sbs []Sandbox) *bart.Table[string] {
 	t := new(bart.Table[string])
 	for i := range sbs {
 		for _, p := range sbs[i].Sources {

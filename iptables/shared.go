@@ -19,7 +19,7 @@ import (
 // counts are a map shared by the rulesets derived from one another, never
 // written once built, and a small map of the counts that differ from it
 // (copied by each Next); when that grows past maxOverlay the two are
-// merged into a new shared map, a cost spread over that many changes.
+// merged into a new shared map, a cost spread over the changes since.
 type sharedSets struct {
 	counts  map[elementID]counted // read only
 	overlay map[elementID]counted // counts that differ from counts; n == 0: none
@@ -33,7 +33,7 @@ type sharedSets struct {
 // maxOverlay bounds the overlay: one sandbox's change touches a few
 // elements (claimed, ports, guarded, one peer per source). A variable for
 // the tests.
-var maxOverlay = 1024
+var maxOverlay = 128
 
 type counted struct {
 	e element

@@ -6,15 +6,17 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
 
 // TestNextSharedEqualsNew makes random changes (sandboxes added, removed,
 // moved to another interface or source, guard names added and dropped)
-// and checks after each that the shared sets Next derived from the last
-// ruleset count what a ruleset built from scratch counts, and that the
-// delta Next recorded turns the last ruleset's sets into them.
+// and checks after each that what Next derived from the last ruleset (the
+// names, the source owners, the shared sets' counts) is what a ruleset
+// built from scratch has, and that the delta Next recorded turns the last
+// ruleset's shared sets into them.
 func TestNextSharedEqualsNew(t *testing.T) {
 	for _, max := range []int{maxOverlay, 4} {
 		t.Run(fmt.Sprintf("maxOverlay=%d", max), func(t *testing.T) {
@@ -69,6 +71,12 @@ func checkNextShared(t *testing.T) {
 		fresh, err := NewRuleset(list, ports, host)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !slices.Equal(next.names, fresh.names) {
+			t.Fatalf("step %d: names %v, from scratch %v", step, next.names, fresh.names)
+		}
+		if got, want := maps.Collect(next.owners.All()), maps.Collect(fresh.owners.All()); !maps.Equal(got, want) {
+			t.Fatalf("step %d: owners %v, from scratch %v", step, got, want)
 		}
 		if got, want := countsOf(next), countsOf(fresh); !maps.Equal(got, want) {
 			t.Fatalf("step %d: Next counts\n%v\nfrom scratch\n%v", step, got, want)

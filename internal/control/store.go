@@ -16,9 +16,12 @@ import (
 
 // Files inside state.dir.
 const (
-	stateFile   = "policies.json"  // the admin API's overrides
-	guardedFile = "guarded.json"   // every interface a sandbox ever named
-	sandboxFile = "sandboxes.json" // sandboxes created through the API
+	stateFile   = "policies.json" // the admin API's overrides
+	guardedFile = "guarded.json"  // every interface a sandbox ever named
+	sandboxDir  = "sandboxes"     // sandboxes created through the API, one NAME.json each
+	// legacyFile held every API sandbox in one file, rewritten on each
+	// change; read once, then replaced by sandboxDir.
+	legacyFile = "sandboxes.json"
 )
 
 // Store persists policy overrides in a directory, atomically: a crash
@@ -27,6 +30,11 @@ type Store struct {
 	dir     string
 	mu      sync.Mutex
 	written map[string][]byte // what each file holds, as this Store last read or wrote it
+	// stored are the files of sandboxDir, by sandbox name, as last read
+	// or written; legacy says legacyFile is still to be removed.
+	stored  map[string]storedFile
+	nextSeq uint64
+	legacy  bool
 }
 
 // NewStore returns a store in dir (created on first Save).
@@ -37,15 +45,35 @@ func NewStore(dir string) *Store { return &Store{dir: dir} }
 // persisted lock-down would loosen a policy.
 func (s *Store) Load() (map[string]policy.Spec, error) {
 	path := filepath.Join(s.dir, stateFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]policy.Spec{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+	data, ok, err := readFile(path)
+	if !ok || err != nil {
+		return map[string]policy.Spec{}, err
 	}
 	s.read(stateFile, data)
 	return parseState(path, data)
+}
+
+// readFile reads the file at path; false when there is none.
+func readFile(path string) ([]byte, bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: %w", err)
+	}
+	return data, true, nil
+}
+
+// decodeStrict decodes the JSON in data, from the file at path, into v,
+// refusing keys v does not have.
+func decodeStrict(path string, data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("state: %s: %w", path, err)
+	}
+	return nil
 }
 
 // parseState reads the state file strictly: a key it does not know (a
@@ -53,10 +81,8 @@ func (s *Store) Load() (map[string]policy.Spec, error) {
 // otherwise start egressd looser than the policy that was persisted.
 func parseState(path string, data []byte) (map[string]policy.Spec, error) {
 	var out map[string]policy.Spec
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("state: %s: %w", path, err)
+	if err := decodeStrict(path, data, &out); err != nil {
+		return nil, err
 	}
 	if out == nil {
 		return nil, fmt.Errorf("state: %s: not a JSON object of sandbox policies", path)
@@ -74,12 +100,9 @@ func parseState(path string, data []byte) (map[string]policy.Spec, error) {
 // starting without it would un-guard the interfaces of removed sandboxes.
 func (s *Store) LoadGuarded() ([]string, error) {
 	path := filepath.Join(s.dir, guardedFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+	data, ok, err := readFile(path)
+	if !ok || err != nil {
+		return nil, err
 	}
 	s.read(guardedFile, data)
 	var out []string
@@ -107,52 +130,12 @@ func (s *Store) ForgetGuarded() error {
 	return nil
 }
 
-// LoadSandboxes returns the sandboxes created through the API, checked
-// again with the config file's rules (host: its [host] section). A file
-// that cannot be read, parsed or checked is an error: starting without a
-// sandbox would leave its interface to the guard alone, and starting with
-// a changed one would apply a policy nobody set.
-func (s *Store) LoadSandboxes(host config.Host) (apiSandboxes, error) {
-	out := apiSandboxes{inputs: map[string]config.SandboxInput{}}
-	path := filepath.Join(s.dir, sandboxFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return out, fmt.Errorf("state: %w", err)
-	}
-	s.read(sandboxFile, data)
-	var list []config.SandboxInput
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&list); err != nil {
-		return out, fmt.Errorf("state: %s: %w", path, err)
-	}
-	for _, in := range list {
-		sb, err := config.CheckSandbox(in, host)
-		if err == nil {
-			err = CheckSpec(in.Policy)
-		}
-		if err != nil {
-			return out, fmt.Errorf("state: %s: %w", path, err)
-		}
-		if out.has(in.Name) {
-			return out, fmt.Errorf("state: %s: sandbox %q listed twice", path, in.Name)
-		}
-		out = out.with(&sb, in)
-	}
-	return out, nil
-}
-
-// Save persists the sandboxes created through the API (in creation
-// order), the policy overrides and the guarded interfaces: each file
-// atomically, and all of them with one wait for the disk (see write).
+// Save persists the sandboxes created through the API, the policy
+// overrides and the guarded interfaces: each file atomically, and all of
+// them with one wait for the disk (see write). A sandbox's file is
+// written when it is created and removed when it is: a change costs the
+// files it changes, whatever the number of sandboxes.
 func (s *Store) Save(a apiSandboxes, overrides map[string]policy.Spec, guarded []string) error {
-	list := make([]config.SandboxInput, 0, len(a.list))
-	for _, sb := range a.list {
-		list = append(list, a.inputs[sb.Name])
-	}
 	if overrides == nil {
 		overrides = map[string]policy.Spec{} // "null" would not load
 	}
@@ -161,7 +144,9 @@ func (s *Store) Save(a apiSandboxes, overrides map[string]policy.Spec, guarded [
 	}
 	// Guarded first: an interface is guarded before a sandbox naming it
 	// is persisted, whatever happens after.
-	return s.write([]stateEntry{{guardedFile, guarded}, {sandboxFile, list}, {stateFile, overrides}})
+	entries := []stateEntry{{name: guardedFile, v: guarded}}
+	entries = append(entries, s.sandboxEntries(a)...)
+	return s.write(append(entries, stateEntry{name: stateFile, v: overrides}))
 }
 
 // read notes what the file name holds, as loaded: a Save that would write
@@ -177,44 +162,37 @@ func (s *Store) read(name string, data []byte) {
 
 // stateEntry is one file of the state directory and what it holds.
 type stateEntry struct {
-	name string
-	v    any
+	name string // its path inside the state directory
+	v    any    // nil: the file is removed
+	// sandbox names the API sandbox whose file in sandboxDir this is,
+	// and file what Store.stored notes for it once written.
+	sandbox string
+	file    storedFile
 }
 
 // write stores each entry as JSON in its file: temp file, fsync, rename,
-// then one fsync of the directory for all of them. A file this Store
-// wrote with the same content is left alone, so a change costs only the
-// files it changes; the temp files are synced concurrently, which the
-// filesystem serves with one journal commit (measured on ext4 under CPU
-// load: two files cost what one does). A crash leaves each file old or
-// new, never a mix within one; the files are renamed in order.
+// then one fsync of each directory changed, and removes the files of
+// entries without a value. A file this Store wrote with the same content
+// is left alone, so a change costs only the files it changes; the temp
+// files, and then the directories, are synced concurrently, which the
+// filesystem serves with one journal commit each (measured on ext4 under
+// CPU load: two files cost what one does). A crash leaves each file old
+// or new, never a mix within one; the files are renamed in order.
 func (s *Store) write(entries []stateEntry) error {
-	type pending struct {
-		name string
-		data []byte
-		tmp  *os.File
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var todo []*pending
-	for _, e := range entries {
-		data, err := json.MarshalIndent(e.v, "", "  ")
-		if err != nil {
-			return fmt.Errorf("state: %s: %w", e.name, err)
-		}
-		data = append(data, '\n')
-		if prev, ok := s.written[e.name]; ok && bytes.Equal(prev, data) {
-			continue
-		}
-		todo = append(todo, &pending{name: e.name, data: data})
+	todo, gone, err := s.pending(entries)
+	if err != nil {
+		return err
 	}
-	if len(todo) == 0 {
+	if len(todo) == 0 && len(gone) == 0 && !s.legacy {
 		return nil
 	}
 	for _, p := range todo {
-		delete(s.written, p.name) // unknown until the write succeeds
+		delete(s.written, p.e.name) // unknown until the write succeeds
 	}
-	if err := s.makeDir(); err != nil {
+	dirs, err := s.makeDirs(todo)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -225,8 +203,71 @@ func (s *Store) write(entries []stateEntry) error {
 			}
 		}
 	}()
+	if err := writeTemps(s.dir, todo); err != nil {
+		return err
+	}
 	for _, p := range todo {
-		tmp, err := os.CreateTemp(s.dir, p.name+".tmp-*")
+		path := filepath.Join(s.dir, p.e.name)
+		if err := os.Rename(p.tmp.Name(), path); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		dirs[filepath.Dir(path)] = true
+	}
+	for _, e := range gone {
+		path := filepath.Join(s.dir, e.name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state: %w", err)
+		}
+		dirs[filepath.Dir(path)] = true
+	}
+	if s.legacy { // its sandboxes are in sandboxDir now
+		if err := os.Remove(filepath.Join(s.dir, legacyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("state: %w", err)
+		}
+		dirs[s.dir] = true
+	}
+	if err := syncDirs(dirs); err != nil {
+		return err
+	}
+	s.legacy = false
+	s.wrote(todo, gone)
+	return nil
+}
+
+// pendingFile is a file write is writing.
+type pendingFile struct {
+	e    stateEntry
+	data []byte
+	tmp  *os.File
+}
+
+// pending returns the entries whose file changes: those to write, with
+// their content, and those to remove.
+func (s *Store) pending(entries []stateEntry) (todo []*pendingFile, gone []stateEntry, err error) {
+	for _, e := range entries {
+		if e.v == nil {
+			gone = append(gone, e)
+			continue
+		}
+		data, err := json.MarshalIndent(e.v, "", "  ")
+		if err != nil {
+			return nil, nil, fmt.Errorf("state: %s: %w", e.name, err)
+		}
+		data = append(data, '\n')
+		if prev, ok := s.written[e.name]; ok && bytes.Equal(prev, data) {
+			continue
+		}
+		todo = append(todo, &pendingFile{e: e, data: data})
+	}
+	return todo, gone, nil
+}
+
+// writeTemps writes each file's content to a temp file beside it and
+// syncs them all, concurrently.
+func writeTemps(stateDir string, todo []*pendingFile) error {
+	for _, p := range todo {
+		dir, base := filepath.Split(p.e.name)
+		tmp, err := os.CreateTemp(filepath.Join(stateDir, dir), base+tmpInfix+"*")
 		if err != nil {
 			return fmt.Errorf("state: %w", err)
 		}
@@ -238,45 +279,86 @@ func (s *Store) write(entries []stateEntry) error {
 	errs := make([]error, len(todo))
 	var wg sync.WaitGroup
 	for i, p := range todo {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := p.tmp.Sync(); err != nil {
 				errs[i] = fmt.Errorf("state: sync %s: %w", p.tmp.Name(), err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	for _, p := range todo {
-		if err := os.Rename(p.tmp.Name(), filepath.Join(s.dir, p.name)); err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-	}
-	if err := syncDir(s.dir); err != nil {
-		return err
-	}
+	return errors.Join(errs...)
+}
+
+// tmpInfix marks a temp file of write; one left by a crash is removed at
+// the next load of its directory.
+const tmpInfix = ".tmp-"
+
+// wrote notes what write wrote and removed.
+func (s *Store) wrote(todo []*pendingFile, gone []stateEntry) {
 	if s.written == nil {
 		s.written = map[string][]byte{}
 	}
-	for _, p := range todo {
-		s.written[p.name] = p.data
+	if s.stored == nil {
+		s.stored = map[string]storedFile{}
 	}
-	return nil
+	for _, p := range todo {
+		if p.e.sandbox == "" {
+			s.written[p.e.name] = p.data
+			continue
+		}
+		s.stored[p.e.sandbox] = p.e.file
+		s.nextSeq = max(s.nextSeq, p.e.file.seq)
+	}
+	for _, e := range gone {
+		delete(s.stored, e.sandbox)
+	}
 }
 
-// makeDir creates the state directory on first use and syncs its parent,
-// so that the directory itself survives a crash.
-func (s *Store) makeDir() error {
-	if _, err := os.Stat(s.dir); err == nil {
-		return nil
+// makeDirs creates the state directory, and sandboxDir when todo writes
+// there, on first use, and returns the directories to sync for the new
+// entries (the parent of each one created).
+func (s *Store) makeDirs(todo []*pendingFile) (map[string]bool, error) {
+	dirs := map[string]bool{}
+	if _, err := os.Stat(s.dir); err != nil {
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("state: %w", err)
+		}
+		dirs[filepath.Dir(s.dir)] = true
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("state: %w", err)
+	for _, p := range todo {
+		if p.e.sandbox == "" {
+			continue
+		}
+		sub := filepath.Join(s.dir, sandboxDir)
+		if _, err := os.Stat(sub); err != nil {
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				return nil, fmt.Errorf("state: %w", err)
+			}
+			dirs[s.dir] = true
+		}
+		break
 	}
-	return syncDir(filepath.Dir(s.dir))
+	return dirs, nil
+}
+
+// syncDirs fsyncs every directory in dirs, concurrently.
+func syncDirs(dirs map[string]bool) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for dir := range dirs {
+		wg.Go(func() {
+			if err := syncDir(dir); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func syncDir(dir string) error {

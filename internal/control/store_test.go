@@ -173,7 +173,7 @@ func TestStoreSaveBatch(t *testing.T) {
 		return fi.Sys().(*syscall.Stat_t).Ino
 	}
 	before := map[string]uint64{}
-	for _, f := range []string{stateFile, guardedFile, sandboxFile} {
+	for _, f := range []string{stateFile, guardedFile, sandboxPath("job")} {
 		before[f] = ino(f)
 	}
 	fresh := NewStore(dir)
@@ -190,6 +190,6 @@ func TestStoreSaveBatch(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 3 {
-		t.Errorf("state dir holds %d entries, want the 3 files: %v", len(entries), entries)
+		t.Errorf("state dir holds %d entries, want policies.json, guarded.json and sandboxes/: %v", len(entries), entries)
 	}
 }

@@ -289,8 +289,7 @@ func writeTemps(stateDir string, todo []*pendingFile) error {
 	return errors.Join(errs...)
 }
 
-// tmpInfix marks a temp file of write; one left by a crash is removed at
-// the next load of its directory.
+// tmpInfix marks a temp file of write; loads skip them.
 const tmpInfix = ".tmp-"
 
 // wrote notes what write wrote and removed.

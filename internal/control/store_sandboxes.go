@@ -127,8 +127,10 @@ func (s *Store) LoadSandboxes(host config.Host) (apiSandboxes, error) {
 	return out, nil
 }
 
-// readSandboxDir reads every file of sandboxDir, sorted by seq, removing
-// temp files a crash left. Anything else in the directory is an error.
+// readSandboxDir reads every file of sandboxDir, sorted by seq, skipping
+// temp files (a write in progress, or one a crash interrupted: never
+// renamed, never in force; not removed, as egressd check also reads the
+// directory of a running egressd). Anything else in it is an error.
 func (s *Store) readSandboxDir() ([]storedSandbox, error) {
 	dir := filepath.Join(s.dir, sandboxDir)
 	ents, err := os.ReadDir(dir)
@@ -142,7 +144,6 @@ func (s *Store) readSandboxDir() ([]storedSandbox, error) {
 	for _, ent := range ents {
 		path := filepath.Join(dir, ent.Name())
 		if strings.Contains(ent.Name(), tmpInfix) {
-			os.Remove(path) // a write a crash interrupted: never renamed, never in force
 			continue
 		}
 		name, ok := strings.CutSuffix(ent.Name(), ".json")

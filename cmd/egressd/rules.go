@@ -94,8 +94,9 @@ func loadForRules(name string, args []string) (*config.Config, int) {
 // need: DNS goes to the filtering resolver on proxy.dns_port; guarded
 // interfaces are the persisted ones and host.sandbox_interfaces.
 func rulesFor(cfg *config.Config, set *policy.Set, guarded []string) ([]iptables.Sandbox, iptables.Ports, iptables.Host) {
-	sbs := make([]iptables.Sandbox, 0, len(set.All()))
-	for _, sb := range set.All() {
+	all := set.All()
+	sbs := make([]iptables.Sandbox, 0, len(all))
+	for _, sb := range all {
 		if sb.Interface == "" {
 			continue // reached only through its explicit proxy listeners
 		}

@@ -591,14 +591,14 @@ func (c *Controller) portsSet() []string {
 // A config sandbox and an API one may not share a name (nor sources:
 // policy.NewSet); they may share an interface.
 func (c *Controller) build(cfg *config.Config, added apiSandboxes, overrides map[string]policy.Spec) (*policy.Set, error) {
-	all := cfg.Sandboxes.All()
+	all := cfg.Sandboxes.All() // a copy of its own
 	for _, a := range added.list {
 		if _, dup := cfg.Sandboxes.ByName(a.Name); dup {
 			return nil, fmt.Errorf("sandbox %q created through the API is also in %s: %w", a.Name, cfg.Path, ErrConflict)
 		}
 		all = append(all, a)
 	}
-	var sbs []policy.Sandbox
+	sbs := make([]policy.Sandbox, 0, len(all))
 	for _, sb := range all {
 		next := *sb
 		if spec, ok := overrides[sb.Name]; ok {

@@ -78,7 +78,11 @@ func (r *Ruleset) Next(sbs []Sandbox, p Ports, h Host) (*Ruleset, error) {
 		next.sbs[sb.Name] = nil
 	}
 	next.names = r.namesFor(next.sbs)
-	next.owners = r.ownersFor(sbs, next.sbs)
+	owners, err := r.ownersFor(sbs, next.sbs)
+	if err != nil {
+		return nil, err
+	}
+	next.owners = owners
 	reuse := r != nil && r.host.ProtectHost == h.ProtectHost && r.host.IsolateSandboxes == h.IsolateSandboxes
 	var cs []contribution // the changes to the shared sets, when reusing r's
 	for i := range sbs {
@@ -164,8 +168,9 @@ type owned struct {
 // ownersFor returns the table of sbs's sources (next their elements by
 // name): r's, with the sources of sandboxes gone or changed taken out and
 // those of new or changed ones put in, without touching r's (bart's
-// persistent updates copy only the paths they change).
-func (r *Ruleset) ownersFor(sbs []Sandbox, next map[string]*sandboxElems) *bart.Table[string] {
+// persistent updates copy only the paths they change). A source prefix
+// in two sandboxes is an error.
+func (r *Ruleset) ownersFor(sbs []Sandbox, next map[string]*sandboxElems) (*bart.Table[string], error) {
 	if r == nil {
 		return newOwners(sbs)
 	}
@@ -193,12 +198,12 @@ func (r *Ruleset) ownersFor(sbs []Sandbox, next map[string]*sandboxElems) *bart.
 		}
 	}
 	for _, o := range came {
-		if _, taken := t.Get(o.prefix); taken {
-			return newOwners(sbs) // two sandboxes with one prefix: the last one's, as newOwners does
+		if other, taken := t.Get(o.prefix); taken && other != o.name {
+			return nil, fmt.Errorf("iptables: sandboxes %q and %q both have source %s", other, o.name, o.prefix)
 		}
 		t = t.InsertPersist(o.prefix, o.name)
 	}
-	return t
+	return t, nil
 }
 
 func appendOwned(out []owned, ps []netip.Prefix, name string) []owned {
@@ -208,14 +213,17 @@ func appendOwned(out []owned, ps []netip.Prefix, name string) []owned {
 	return out
 }
 
-func newOwners(sbs []Sandbox) *bart.Table[string] {
+func newOwners(sbs []Sandbox) (*bart.Table[string], error) {
 	t := new(bart.Table[string])
 	for i := range sbs {
 		for _, p := range sbs[i].Sources {
+			if other, taken := t.Get(p.Masked()); taken && other != sbs[i].Name {
+				return nil, fmt.Errorf("iptables: sandboxes %q and %q both have source %s", other, sbs[i].Name, p.Masked())
+			}
 			t.Insert(p.Masked(), sbs[i].Name)
 		}
 	}
-	return t
+	return t, nil
 }
 
 func sameSandbox(a, b *Sandbox) bool {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,4 +141,29 @@ func TestNextKeepsNoPast(t *testing.T) {
 		}
 	}
 	t.Error("the ruleset Next started from is still reachable")
+}
+
+// TestNextRefusesSharedSource: one source prefix in two sandboxes is
+// refused, built whole or changed into, and the installed ruleset stays
+// usable.
+func TestNextRefusesSharedSource(t *testing.T) {
+	h := Host{IsolateSandboxes: true}
+	a := Sandbox{Name: "a", Interface: "veth0", Mode: ModeCustom, Sources: prefixes("10.0.0.0/24")}
+	b := Sandbox{Name: "b", Interface: "veth1", Mode: ModeCustom, Sources: prefixes("10.0.0.0/24")}
+	if _, err := NewRuleset([]Sandbox{a, b}, ports, h); err == nil || !strings.Contains(err.Error(), `"a" and "b" both have source 10.0.0.0/24`) {
+		t.Errorf("NewRuleset with a shared source: %v", err)
+	}
+	b.Sources = prefixes("10.0.1.0/24")
+	r, err := NewRuleset([]Sandbox{a, b}, ports, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Sources = prefixes("10.0.0.0/24")
+	if _, err := r.Next([]Sandbox{a, b}, ports, h); err == nil {
+		t.Error("Next to a shared source succeeded")
+	}
+	a.Sources = prefixes("10.0.2.0/24") // the prefix moves from a to b in one change
+	if _, err := r.Next([]Sandbox{a, b}, ports, h); err != nil {
+		t.Errorf("Next moving a source from one sandbox to another: %v", err)
+	}
 }

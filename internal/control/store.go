@@ -188,9 +188,7 @@ func (s *Store) write(entries []stateEntry) error {
 	if len(todo) == 0 && len(gone) == 0 && !s.legacy {
 		return nil
 	}
-	for _, p := range todo {
-		delete(s.written, p.e.name) // unknown until the write succeeds
-	}
+	s.unknown(todo, gone)
 	dirs, err := s.makeDirs(todo)
 	if err != nil {
 		return err
@@ -206,6 +204,52 @@ func (s *Store) write(entries []stateEntry) error {
 	if err := writeTemps(s.dir, todo); err != nil {
 		return err
 	}
+	// The policies, and the removal of the legacy file, come last: a
+	// crash must not leave a removed sandbox's file without the
+	// override that held it (it would come back with the policy it was
+	// created with), nor the legacy file gone before the files that
+	// replace it. When they change with sandbox files, those are synced
+	// first: two waits for the disk, for a DELETE of a sandbox with an
+	// override and for the move from the legacy file only.
+	var early, late []*pendingFile
+	for _, p := range todo {
+		if p.e.name == stateFile {
+			late = append(late, p)
+		} else {
+			early = append(early, p)
+		}
+	}
+	if err := s.commit(early, gone, dirs); err != nil {
+		return err
+	}
+	if len(late) > 0 || s.legacy {
+		if len(early) > 0 || len(gone) > 0 {
+			if err := syncDirs(dirs); err != nil {
+				return err
+			}
+			dirs = map[string]bool{}
+		}
+		if err := s.commit(late, nil, dirs); err != nil {
+			return err
+		}
+		if s.legacy { // its sandboxes are in sandboxDir now
+			if err := os.Remove(filepath.Join(s.dir, legacyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("state: %w", err)
+			}
+			dirs[s.dir] = true
+		}
+	}
+	if err := syncDirs(dirs); err != nil {
+		return err
+	}
+	s.legacy = false
+	s.wrote(todo, gone)
+	return nil
+}
+
+// commit renames the temp files of todo over their files and removes the
+// files of gone, noting their directories in dirs.
+func (s *Store) commit(todo []*pendingFile, gone []stateEntry, dirs map[string]bool) error {
 	for _, p := range todo {
 		path := filepath.Join(s.dir, p.e.name)
 		if err := os.Rename(p.tmp.Name(), path); err != nil {
@@ -220,18 +264,30 @@ func (s *Store) write(entries []stateEntry) error {
 		}
 		dirs[filepath.Dir(path)] = true
 	}
-	if s.legacy { // its sandboxes are in sandboxDir now
-		if err := os.Remove(filepath.Join(s.dir, legacyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("state: %w", err)
-		}
-		dirs[s.dir] = true
-	}
-	if err := syncDirs(dirs); err != nil {
-		return err
-	}
-	s.legacy = false
-	s.wrote(todo, gone)
 	return nil
+}
+
+// unknown forgets what the files of todo and gone hold until write
+// succeeds: after a failure, the next write rewrites or removes each of
+// them whatever it finds (a sandbox file renamed into place before the
+// failure is removed, one removed is written again).
+func (s *Store) unknown(todo []*pendingFile, gone []stateEntry) {
+	if s.stored == nil {
+		s.stored = map[string]storedFile{}
+	}
+	for _, p := range todo {
+		if p.e.sandbox == "" {
+			delete(s.written, p.e.name)
+			continue
+		}
+		s.stored[p.e.sandbox] = storedFile{seq: p.e.file.seq}
+		s.nextSeq = max(s.nextSeq, p.e.file.seq) // never used twice
+	}
+	for _, e := range gone {
+		f := s.stored[e.sandbox]
+		f.sb = nil
+		s.stored[e.sandbox] = f
+	}
 }
 
 // pendingFile is a file write is writing.
@@ -297,16 +353,12 @@ func (s *Store) wrote(todo []*pendingFile, gone []stateEntry) {
 	if s.written == nil {
 		s.written = map[string][]byte{}
 	}
-	if s.stored == nil {
-		s.stored = map[string]storedFile{}
-	}
 	for _, p := range todo {
 		if p.e.sandbox == "" {
 			s.written[p.e.name] = p.data
 			continue
 		}
 		s.stored[p.e.sandbox] = p.e.file
-		s.nextSeq = max(s.nextSeq, p.e.file.seq)
 	}
 	for _, e := range gone {
 		delete(s.stored, e.sandbox)

@@ -143,10 +143,10 @@ func (s *Store) readSandboxDir() ([]storedSandbox, error) {
 	var out []storedSandbox
 	for _, ent := range ents {
 		path := filepath.Join(dir, ent.Name())
-		if strings.Contains(ent.Name(), tmpInfix) {
-			continue
-		}
 		name, ok := strings.CutSuffix(ent.Name(), ".json")
+		if !ok && strings.Contains(ent.Name(), ".json"+tmpInfix) {
+			continue // a temp file: its random part ends the name, never ".json"
+		}
 		if !ok || !ent.Type().IsRegular() {
 			return nil, fmt.Errorf("state: %s: not a sandbox file (NAME.json): remove it", path)
 		}

@@ -156,3 +156,113 @@ func TestStoreSandboxDirStrict(t *testing.T) {
 		t.Errorf("with a leftover temp file: %v, %v", names(a), err)
 	}
 }
+
+// jam replaces a sandbox's file by a non-empty directory, so that removing
+// it fails (ENOTEMPTY): a failure, or a crash, at that step of a Save. It
+// returns the file's content; unjam puts the file back.
+func jam(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	p := filepath.Join(dir, sandboxPath(name))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(p, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func unjam(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	p := filepath.Join(dir, sandboxPath(name))
+	if err := os.RemoveAll(p); err != nil {
+		t.Fatal(err)
+	}
+	if data != nil {
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStoreRemovalBeforeOverride: removing a sandbox and its override, a
+// crash before the sandbox's file is gone must not restart it with the
+// policy it was created with and no override.
+func TestStoreRemovalBeforeOverride(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStore(dir)
+	in := apiInput(1)
+	in.Policy = policy.Spec{Mode: policy.ModeAllowAll}
+	a := withInput(t, apiSandboxes{inputs: map[string]config.SandboxInput{}}, in)
+	if err := s.Save(a, map[string]policy.Spec{"job1": {Mode: policy.ModeDenyAll}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	data := jam(t, dir, "job1")
+	if err := s.Save(a.without("job1"), nil, nil); err == nil {
+		t.Fatal("Save with the removal failing succeeded")
+	}
+	unjam(t, dir, "job1", data) // the disk of a process that died at the removal
+	r := NewStore(dir)
+	got, err := r.LoadSandboxes(config.Host{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overrides, err := r.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.has("job1") && overrides["job1"].Mode != policy.ModeDenyAll {
+		t.Errorf("job1 restarts without its deny-all override (overrides %v)", overrides)
+	}
+}
+
+// TestStoreFailedSaveWrittenBack: after a Save that failed half-way, the
+// write-back of the running state makes the directory hold exactly it:
+// a sandbox file renamed into place before the failure is removed, one
+// removed is written again.
+func TestStoreFailedSaveWrittenBack(t *testing.T) {
+	for _, next := range []string{"add job3, remove job2", "remove both"} {
+		t.Run(next, func(t *testing.T) {
+			dir := t.TempDir()
+			s := NewStore(dir)
+			a := withInput(t, withInput(t, apiSandboxes{inputs: map[string]config.SandboxInput{}}, apiInput(1)), apiInput(2))
+			if err := s.Save(a, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			data := jam(t, dir, "job2")
+			b := apiSandboxes{inputs: map[string]config.SandboxInput{}}
+			if next == "add job3, remove job2" {
+				b = withInput(t, a.without("job2"), apiInput(3))
+			}
+			if err := s.Save(b, nil, nil); err == nil {
+				t.Fatal("Save with a removal failing succeeded")
+			}
+			unjam(t, dir, "job2", data)
+			if err := s.Save(a, nil, nil); err != nil { // what restoreState does
+				t.Fatalf("write-back: %v", err)
+			}
+			got, err := NewStore(dir).LoadSandboxes(config.Host{})
+			if err != nil || !slices.Equal(names(got), []string{"job1", "job2"}) {
+				t.Errorf("after the write-back: %v, %v; want [job1 job2]", names(got), err)
+			}
+		})
+	}
+}
+
+// TestStoreNameLikeTempFile: a sandbox name may hold ".tmp-".
+func TestStoreNameLikeTempFile(t *testing.T) {
+	dir := t.TempDir()
+	in := apiInput(1)
+	in.Name = "ci.tmp-1"
+	if err := NewStore(dir).Save(withInput(t, apiSandboxes{inputs: map[string]config.SandboxInput{}}, in), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := NewStore(dir).LoadSandboxes(config.Host{})
+	if err != nil || !got.has("ci.tmp-1") {
+		t.Errorf("LoadSandboxes = %v, %v; want ci.tmp-1", names(got), err)
+	}
+}

@@ -524,11 +524,11 @@ func (c *Controller) apply(ctx context.Context, cfg *config.Config, set *policy.
 		c.guarded = guarded
 	}
 	var err error
-	switch {
-	case kerr != nil:
+	if kerr != nil {
 		err = fmt.Errorf("control: kernel rules: %w: %w", ErrApply, kerr)
-	case serr != nil:
-		err = fmt.Errorf("%w: %w", ErrApply, serr)
+	}
+	if serr != nil { // both are reported when both failed
+		err = errors.Join(err, fmt.Errorf("%w: %w", ErrApply, serr))
 	}
 	if err != nil {
 		c.reinstall(set)
